@@ -1,0 +1,58 @@
+# clast: two commands do everything.  `make test`  and  `make reproduce [PROFILE=toy|paper]`
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PROFILE ?= toy
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.clast-installed
+WORKERS ?= 2
+export PYTHONUNBUFFERED := 1
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: venv test test-fast test-slow check-sync nbtest pytest reproduce smoke export clean-nbs bench help
+
+help:
+	@echo "make test              export/clean check, notebook tests, pytest"
+	@echo "make test-slow         the same, also running '#| slow' cells"
+	@echo "make reproduce PROFILE=toy|paper   run the experiment chain with papermill into runs/<profile>, figures/<profile>"
+	@echo "make bench             CPU benchmarks -> figures/bench/cpu.json"
+
+# The venv is (re)built only when pyproject.toml or constraints.txt change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import clast, torch, open_clip, nbdev, papermill" 
+	$(PY) -m ipykernel install --sys-prefix --name clast --display-name "clast (.venv)" >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+export: venv
+	$(BIN)/nbdev-export
+
+# Notebooks are the source of truth: exporting and cleaning must change nothing.
+check-sync: venv
+	@$(PY) tools/check_sync.py
+
+nbtest: venv
+	$(BIN)/nbdev-test --n-workers $(WORKERS) --timing $(NBFLAGS)
+
+pytest: venv
+	$(BIN)/pytest -q -n $(WORKERS) tests
+
+test: venv check-sync nbtest pytest
+
+test-slow: NBFLAGS = --flags slow
+test-slow: test
+
+reproduce: venv
+	$(PY) -m clast.chain --profile $(PROFILE)
+
+smoke: venv
+	$(PY) -m clast.chain --profile smoke
+
+bench: venv
+	$(PY) -m clast.bench --out figures/bench/cpu.json

@@ -1,0 +1,57 @@
+"Packaging, config, the export/clean check and the papermill chain runner."
+import json, shutil, subprocess, sys
+from pathlib import Path
+import nbformat, pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_version():
+    import clast
+    assert isinstance(clast.__version__, str) and clast.__version__.count('.') >= 2
+
+def test_console_overrides_types():
+    from clast.config import get_config
+    c = get_config('toy', ['train.stage2.batch_size=3', 'loss.supcon=0'])
+    assert c.train.stage2.batch_size == 3 and c.loss.supcon == 0.0 and isinstance(c.loss.supcon, float)
+
+def _copy_repo(tmp):
+    for d in ['nbs', 'clast', 'tools']: shutil.copytree(ROOT/d, tmp/d, ignore=shutil.ignore_patterns('__pycache__', '*.egg-info'))
+    for f in ['pyproject.toml', 'README.md']: shutil.copy(ROOT/f, tmp/f)
+    subprocess.run('git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm init', shell=True, cwd=tmp, check=True)
+
+def test_unexported_notebook_edit_fails_check(tmp_path):
+    _copy_repo(tmp_path)
+    nbp = tmp_path/'nbs'/'00_config.ipynb'
+    nb = nbformat.read(nbp, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == 'code' and c.source.startswith('#| export'))
+    cell.source += '\nEDITED_BUT_NOT_EXPORTED = 1\n'
+    nbformat.write(nb, nbp)
+    r = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert 'clast/config.py' in r.stderr and 'FAILED' in r.stderr
+    # the tree is now exported, so a second run is clean
+    r2 = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True)
+    assert r2.returncode == 0, r2.stderr
+
+def _nb(cells, path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
+    p = nbformat.v4.new_code_cell("profile = 'toy'\nseed = 0\noverrides = []"); p.metadata['tags'] = ['parameters']
+    nb.cells = [p] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+
+def test_chain_runs_in_order_and_names_failing_cell(tmp_path, monkeypatch):
+    from clast import chain
+    (tmp_path/'nbs').mkdir(); (tmp_path/'pyproject.toml').write_text('')
+    _nb(["from pathlib import Path\nPath('order.txt').open('a').write('20,' + profile)"], tmp_path/'nbs'/'20_a.ipynb')
+    _nb(["from pathlib import Path\nPath('order.txt').open('a').write(';21')"], tmp_path/'nbs'/'21_b.ipynb')
+    _nb(["x = 1", "raise ValueError('boom')"], tmp_path/'nbs'/'22_c.ipynb')
+    _nb(["open('never.txt','w')"], tmp_path/'nbs'/'23_d.ipynb')
+    (tmp_path/'nbs'/'05_lib.ipynb').write_text((tmp_path/'nbs'/'20_a.ipynb').read_text())
+    monkeypatch.chdir(tmp_path)
+    assert [p.name for p in chain.chain_notebooks()] == ['20_a.ipynb', '21_b.ipynb', '22_c.ipynb', '23_d.ipynb']
+    with pytest.raises(chain.ChainError, match=r"22_c.ipynb failed at cell 2 .*ValueError: boom"):
+        chain.run_chain('smoke', log=lambda *a: None)
+    assert (tmp_path/'nbs'/'order.txt').read_text() == '20,smoke;21'
+    assert not (tmp_path/'nbs'/'never.txt').exists()
+    assert (tmp_path/'runs'/'smoke'/'20_a.ipynb').exists()
