@@ -241,6 +241,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'clast.toyworld._drips': ('toyworld.html#_drips', 'clast/toyworld.py'),
                                 'clast.toyworld._flat': ('toyworld.html#_flat', 'clast/toyworld.py'),
                                 'clast.toyworld._hatch': ('toyworld.html#_hatch', 'clast/toyworld.py'),
+                                'clast.toyworld._is_grey': ('toyworld.html#_is_grey', 'clast/toyworld.py'),
                                 'clast.toyworld._lum': ('toyworld.html#_lum', 'clast/toyworld.py'),
                                 'clast.toyworld._outline': ('toyworld.html#_outline', 'clast/toyworld.py'),
                                 'clast.toyworld._paintings': ('toyworld.html#_paintings', 'clast/toyworld.py'),
