@@ -1,5 +1,5 @@
 "Packaging, config, the export/clean check and the papermill chain runner."
-import json, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 import nbformat, pytest
 
@@ -26,11 +26,12 @@ def test_unexported_notebook_edit_fails_check(tmp_path):
     cell = next(c for c in nb.cells if c.cell_type == 'code' and c.source.startswith('#| export'))
     cell.source += '\nEDITED_BUT_NOT_EXPORTED = 1\n'
     nbformat.write(nb, nbp)
-    r = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != 'CI'}   # CI also refuses uncommitted changes; this edit is uncommitted on purpose
+    r = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode != 0
     assert 'clast/config.py' in r.stderr and 'FAILED' in r.stderr
     # the tree is now exported, so a second run is clean
-    r2 = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True)
+    r2 = subprocess.run([sys.executable, 'tools/check_sync.py'], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r2.returncode == 0, r2.stderr
 
 def _nb(cells, path):
