@@ -147,6 +147,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'clast.config._coerce': ('config.html#_coerce', 'clast/config.py'),
                               'clast.config._from_dict': ('config.html#_from_dict', 'clast/config.py'),
                               'clast.config._paper': ('config.html#_paper', 'clast/config.py'),
+                              'clast.config._scalar': ('config.html#_scalar', 'clast/config.py'),
                               'clast.config._set': ('config.html#_set', 'clast/config.py'),
                               'clast.config._smoke': ('config.html#_smoke', 'clast/config.py'),
                               'clast.config._toy': ('config.html#_toy', 'clast/config.py'),

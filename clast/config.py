@@ -183,8 +183,15 @@ def _coerce(value, typ):
         raise ValueError(f"expected a boolean, got {value!r}")
     if t == 'int': return int(value)
     if t == 'float': return float(value)
-    if t == 'tuple': return tuple(v.strip() for v in value.split(',') if v.strip())
+    if t == 'tuple': return tuple(_scalar(v.strip()) for v in value.split(',') if v.strip())
     return value
+
+def _scalar(v: str):
+    "'64' -> 64, '0.5' -> 0.5, anything else stays a string (tuple items)."
+    for f in (int, float):
+        try: return f(v)
+        except ValueError: pass
+    return v
 
 def _set(obj, dotted: str, value):
     *parents, last = dotted.split('.')
