@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROFILES', 'Paths', 'WorldCfg', 'ClipCfg', 'VggCfg', 'ModelCfg', 'LossCfg', 'StageCfg', 'TrainCfg', 'EvalCfg',
-           'project_root', 'anchor', 'Config', 'parse_overrides', 'get_config', 'save_config', 'load_config',
+           'ExpCfg', 'project_root', 'anchor', 'Config', 'parse_overrides', 'get_config', 'save_config', 'load_config',
            'git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table', 'save_figure']
 
 # %% ../nbs/00_config.ipynb #eaf5a8ae
@@ -82,6 +82,7 @@ class StageCfg:
     crop_size: int = 128                # ...then randomly cropped to this side
     log_every: int = 10                 # steps between log lines
     ckpt_every: int = 100               # steps between checkpoints
+    keep_ckpts: int = 2                 # newest checkpoints kept (0 = keep all, e.g. to score an ablation's learning curve)
 
 @dataclass
 class TrainCfg:
@@ -96,6 +97,15 @@ class EvalCfg:
     n_photos: int = 4                   # held-out photos per evaluation
     artists: tuple = ()                 # artists to evaluate; () = all
     seconds_warmup: int = 1             # untimed warm-up runs before timing
+
+@dataclass
+class ExpCfg:
+    ablation_iters: int = 150           # stage-2 steps of every ablation row (Tables 3 and 4; all rows alike)
+    ablation_crop: int = 64             # training crop of the ablation rows
+    ablation_ckpt_every: int = 25       # checkpoint spacing of ablation rows (their learning curves are scored from these)
+    adain_iters: int = 600              # training steps of the AdaIN baseline
+    clipstyler_steps: int = 100         # optimisation steps per image of the CLIPstyler-style baseline
+    video_frames: int = 12              # frames of the Fig. 7 clip
 
 # %% ../nbs/00_config.ipynb #f769b161
 def project_root(start=None):
@@ -124,6 +134,7 @@ class Config:
     loss: LossCfg = field(default_factory=LossCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    exp: ExpCfg = field(default_factory=ExpCfg)
 
     @property
     def data_dir(self) -> Path: return anchor(self.paths.data)/self.profile
@@ -155,6 +166,7 @@ def _smoke() -> Config:
     c.train.stage1 = StageCfg(iters=4, batch_size=2, lr=1e-3, load_size=64, crop_size=64, log_every=2, ckpt_every=2)
     c.train.stage2 = StageCfg(iters=4, batch_size=2, lr=1e-3, load_size=64, crop_size=64, log_every=2, ckpt_every=2)
     c.eval = EvalCfg(n_photos=1)
+    c.exp = ExpCfg(ablation_iters=4, ablation_crop=64, ablation_ckpt_every=2, adain_iters=4, clipstyler_steps=3, video_frames=4)
     c.loss.lpips_net = 'alex'
     return c
 
@@ -168,6 +180,7 @@ def _paper() -> Config:
     c.train.stage1 = StageCfg(iters=20_000, batch_size=30, lr=1e-4, load_size=512, crop_size=256, log_every=50, ckpt_every=2000)
     c.train.stage2 = StageCfg(iters=100_000, batch_size=30, lr=1e-4, load_size=512, crop_size=256, log_every=50, ckpt_every=2000)
     c.eval = EvalCfg(n_photos=50)
+    c.exp = ExpCfg(ablation_iters=20_000, ablation_crop=256, ablation_ckpt_every=1000, adain_iters=20_000, clipstyler_steps=300, video_frames=30)
     return c
 
 PROFILES = {'smoke': _smoke, 'toy': _toy, 'paper': _paper}

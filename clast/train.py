@@ -23,8 +23,8 @@ from .model import CLAST
 # %% auto #0
 __all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
            'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'run_dir', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos', 'evaluate_stage1',
-           'evaluate_stage2', 'plot_losses', 'plot_stylized']
+           'run_dir', 'train_stage1', 'load_except', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos',
+           'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -68,7 +68,7 @@ def trainable_state(modules: dict) -> dict:
             for k, v in m.named_parameters() if v.requires_grad}
 
 def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None, keep: int = 2) -> Path:
-    "Write `ckpt_root/step_NNNNNN/` atomically (temp folder + rename); keep the `keep` newest."
+    "Write `ckpt_root/step_NNNNNN/` atomically (temp folder + rename); keep the `keep` newest (0: keep all)."
     root = Path(ckpt_root); root.mkdir(parents=True, exist_ok=True)
     final = root/f'step_{step:06d}'
     tmp = root/f'.tmp_step_{step:06d}_{os.getpid()}'
@@ -79,7 +79,8 @@ def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None,
     (tmp/'meta.json').write_text(json.dumps({'step': step, 'time': time.time(), 'weights_sha256': sha256_file(tmp/'weights.safetensors')}))
     if final.exists(): shutil.rmtree(final)
     os.replace(tmp, final)
-    for old in sorted(root.glob('step_*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
+    if keep > 0:
+        for old in sorted(root.glob('step_*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
 
 def latest_checkpoint(ckpt_root) -> Path | None:
@@ -232,7 +233,7 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
             log.write(rec)
             bar.set_postfix({k: f'{float(v):.3g}' for k, v in terms.items() if not math.isnan(float(v))})
         if rank == 0 and (s1 % sc.ckpt_every == 0 or s1 == sc.iters):   # no extra save at stop_after: it simulates a kill
-            save_checkpoint(run/'ckpt', s1, modules, opt, scaler)
+            save_checkpoint(run/'ckpt', s1, modules, opt, scaler, keep=sc.keep_ckpts)
     bar.close()
     if end < sc.iters: return latest_checkpoint(run/'ckpt')          # stopped early (stop_after): resume later
     out = run/'model.safetensors'
@@ -287,6 +288,14 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         return _train_loop(cfg, stage, model, {}, step_fn, device, resume, stop_after, {}, fp, progress)
 
 # %% ../nbs/10_train.ipynb #9baffb18
+def load_except(model: nn.Module, path, prefix: str) -> nn.Module:
+    "Copy a `CLAST.save` checkpoint into `model`, except keys starting with `prefix` (which keep their initialisation); every other key must fit."
+    sd = {k: v for k, v in load_file(str(path)).items() if not k.startswith(prefix)}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith(('clip.', prefix))]
+    if missing or unexpected: raise RuntimeError(f"checkpoint {path} does not fit outside {prefix!r}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
 def artist_prompts(cfg: Config, names) -> list:
     "Text prompts of artists: `cfg.loss.template` filled with each name."
     return [cfg.loss.template.format(n) for n in names]
@@ -297,12 +306,13 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
                  stop_after: int = None,     # stop after this step (simulates an interruption)
                  force: bool = False,        # retrain even if a finished run with this configuration exists
                  progress: bool = True,      # show the tqdm bar
+                 fresh_fusion: bool = False, # take all stage-1 weights but the fusion (`transform.*`): for fusion variants (Table 4)
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors)
     "Stage 2: learn artist styles from names (text-guided) and paintings (image-guided) with the CLAST loss."
     stage, sc = 'stage2', cfg.train.stage2
     stage1_ckpt = Path(stage1_ckpt)
     s1_sha = sha256_file(stage1_ckpt)
-    fp = _fingerprint(cfg, stage, s1_sha)
+    fp = _fingerprint(cfg, stage, s1_sha + ('/fresh_fusion' if fresh_fusion else ''))
     run = run_dir(cfg, stage); run.mkdir(parents=True, exist_ok=True)
     with FileLock(str(run/'.lock')):
         if not force and stop_after is None and _finished(run, fp): return run/'model.safetensors'
@@ -310,7 +320,8 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         device = _device(cfg)
         data = training_data(cfg)
         model = CLAST.from_config(cfg)
-        model.load_weights(stage1_ckpt)
+        if fresh_fusion: load_except(model, stage1_ckpt, 'transform.')
+        else: model.load_weights(stage1_ckpt)
         model = model.to(device).train()
         crit = ClastLoss(model.clip, loss_vgg(model), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
                          embed_dim=model.clip.embed_dim).to(device)
