@@ -10,8 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROFILES', 'Paths', 'WorldCfg', 'ClipCfg', 'VggCfg', 'ModelCfg', 'LossCfg', 'StageCfg', 'TrainCfg', 'EvalCfg',
-           'ExpCfg', 'project_root', 'anchor', 'Config', 'parse_overrides', 'get_config', 'save_config', 'load_config',
-           'git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table', 'save_figure']
+           'ExpCfg', 'project_root', 'anchor', 'Config', 'parse_overrides', 'get_config', 'with_overrides',
+           'save_config', 'load_config', 'git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table',
+           'save_figure']
 
 # %% ../nbs/00_config.ipynb #eaf5a8ae
 @dataclass
@@ -240,6 +241,13 @@ def get_config(profile: str = 'toy', overrides=None, **kwargs) -> Config:
     cfg = PROFILES[profile]()
     for k, v in {**parse_overrides(overrides), **kwargs}.items(): _set(cfg, k, v)
     return cfg
+
+def with_overrides(cfg: Config, overrides=None, **kwargs) -> Config:
+    "A copy of `cfg` with `overrides` applied (`cfg` itself is unchanged)."
+    import copy
+    out = copy.deepcopy(cfg)
+    for k, v in {**parse_overrides(overrides), **kwargs}.items(): _set(out, k, v)
+    return out
 
 # %% ../nbs/00_config.ipynb #ea3cc1d1
 def _from_dict(cls, d: dict):
