@@ -317,24 +317,24 @@ def markdown_table(rows: list, columns=None, floatfmt: str = '.3f') -> str:
     lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
 
-def save_table(rows: list, path, cfg: Config, title: str = '', columns=None, note: str = '', key: str = None) -> Path:
-    "Write `rows` (list of dicts) as `path`.md and `path`.json, both stamped. `key`: JSON becomes {row[key]: row}."
+def save_table(rows: list, path, cfg: Config, title: str = '', columns=None, note: str = '', key: str = None, **extra) -> Path:
+    "Write `rows` (list of dicts) as `path`.md and `path`.json, both stamped (`extra`, e.g. wall_seconds=, joins the stamp). `key`: JSON becomes {row[key]: row}."
     path = Path(path).with_suffix('')
     md = (f"### {title}\n\n" if title else '') + markdown_table(rows, columns) + '\n\n'
     md += (note + '\n\n' if note else '') + f"_{caption(cfg)}_\n"
     _atomic_write(path.with_suffix('.md'), md.encode())
     obj = {r[key]: {k: v for k, v in r.items() if k != key} for r in rows} if key else rows
-    save_json(obj, path.with_suffix('.json'), cfg)
+    save_json(obj, path.with_suffix('.json'), cfg, **extra)
     return path.with_suffix('.md')
 
-def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110) -> Path:
+def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110, **extra) -> Path:
     "Save a matplotlib figure as PNG with the provenance caption under it and the stamp in its metadata."
     import io
     path = Path(path)
     fig.text(0.5, 0.005, caption(cfg, text), ha='center', va='bottom', fontsize=7, wrap=True)
     fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.12))
     buf = io.BytesIO()
-    meta = {k: str(v) for k, v in stamp(cfg).items()}
+    meta = {k: str(v) for k, v in stamp(cfg, **extra).items()}
     fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': caption(cfg, text), **meta})
     _atomic_write(path, buf.getvalue())
     return path
