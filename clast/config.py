@@ -101,10 +101,10 @@ class EvalCfg:
 
 @dataclass
 class ExpCfg:
-    ablation_iters: int = 150           # stage-2 steps of every ablation row (Tables 3 and 4; all rows alike)
+    ablation_iters: int = 120           # stage-2 steps of every ablation row (Tables 3 and 4; all rows alike)
     ablation_crop: int = 64             # training crop of the ablation rows
     ablation_ckpt_every: int = 25       # checkpoint spacing of ablation rows (their learning curves are scored from these)
-    adain_iters: int = 600              # training steps of the AdaIN baseline
+    adain_iters: int = 400              # training steps of the AdaIN baseline
     clipstyler_steps: int = 100         # optimisation steps per image of the CLIPstyler-style baseline
     video_frames: int = 12              # frames of the Fig. 7 clip
 
@@ -154,6 +154,9 @@ def _toy() -> Config:
     c = Config(profile='toy')
     c.model = ModelCfg(adapter_channels=(32, 64, 96), decoder_width=0.25)
     c.loss.lpips_net = 'alex'                 # random-backbone LPIPS; VGG-16 LPIPS costs ~25x more on CPU
+    # stage 2 on 64² crops of the 128² images (texture at its native scale, 4x cheaper per step): 1500 steps in the
+    # time 600 took at 128², and the judge names the requested artist more often (0.20/0.13 vs 0.13/0.03, see 21_train)
+    c.train.stage2 = StageCfg(iters=1500, batch_size=8, lr=1e-3, load_size=128, crop_size=64)
     return c
 
 def _smoke() -> Config:
