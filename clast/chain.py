@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, re, sys, time
 from pathlib import Path
-from .config import get_config, save_json, stamp, save_config, project_root
+from .config import get_config, save_json, stamp, save_config, project_root, git_commit
 
 # %% auto #0
 __all__ = ['repo_root', 'chain_notebooks', 'ChainError', 'run_chain', 'main']
@@ -59,7 +59,15 @@ def run_chain(profile: str = 'toy', seed: int = 0, only: str = None, overrides: 
         times[nb.name] = round(time.time() - t0, 1)
         log(f"[chain] {nb.name} done in {times[nb.name]} s")
     if nbs:
-        save_json(dict(notebooks=times, total_seconds=round(sum(times.values()), 1)), root/cfg.figures_dir/'chain.json', cfg)
+        path, done = root/cfg.figures_dir/'chain.json', dict(times)
+        commits = {n: git_commit() for n in times}
+        if only and path.is_file():          # a partial run adds to the record of the earlier ones (same profile and seed)
+            old = json.loads(path.read_text())
+            if old.get('_meta', {}).get('seed') == seed:
+                done = {**old.get('notebooks', {}), **times}
+                commits = {**old.get('commits', {n: old['_meta'].get('commit') for n in old.get('notebooks', {})}), **commits}
+        done = dict(sorted(done.items()))
+        save_json(dict(notebooks=done, commits=dict(sorted(commits.items())), total_seconds=round(sum(done.values()), 1)), path, cfg)
     return times
 
 # %% ../nbs/01_chain.ipynb #7a25638f
