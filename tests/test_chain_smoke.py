@@ -15,6 +15,9 @@ EXPECTED = {
     '22_table1.ipynb': {'table1.json': [], 'table1.md': None, 'fig4_deception_per_artist.png': None},
     '23_figures.ipynb': {'fig5_grid.png': None, 'fig_mixing.png': None, 'fig_alpha.png': None},
     '24_ablations.ipynb': {'table3_loss_ablation.json': [], 'table4_fusion_ablation.json': [], 'table4_learning_curves.png': None},
+    '25_video.ipynb': {'video.json': [], 'fig7_video.png': None},
+    '26_failures.ipynb': {'failures.json': [], 'fig8_failures.png': None},
+    '27_user_study.ipynb': {'user_study.json': [], 'fig6_user_study.png': None},
 }
 # keyed tables: every row must hold these
 ROW_KEYS = {'table1.json': {'clip_content', 'clip_style', 'ssim', 'deception', 'seconds_per_image'},
