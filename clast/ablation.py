@@ -67,12 +67,14 @@ def text_style_score(cfg: Config, model, photos: torch.Tensor = None) -> float:
 def learning_curve(row: dict, score=text_style_score) -> list:
     "[{'step', 'seconds', 'score'}] for every kept checkpoint of a trained row (plus step 0: the starting model)."
     c = row['cfg']; run = run_dir(c, 'stage2')
-    log = {r['step']: r['seconds'] for r in read_log(run/'log.jsonl')}
+    recs = read_log(run/'log.jsonl')
+    steps, secs = [0] + [r['step'] for r in recs], [0.] + [r['seconds'] for r in recs]
+    log = lambda s: float(np.interp(s, steps, secs))   # a checkpoint between two log lines: linear in steps
     model = CLAST.load(row['model'])
     out = []
     for ck in sorted((run/'ckpt').glob('step_*')):
         step = load_checkpoint(ck, {'model': model}, restore_rng=False)
-        out.append({'step': step, 'seconds': log.get(step, float('nan')), 'score': score(c, model)})
+        out.append({'step': step, 'seconds': log(step), 'score': score(c, model)})
     return out
 
 def time_to_target(curve: list, target: float):

@@ -10,14 +10,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .config import get_config, git_commit, markdown_table, save_json
-from .ssm import bench_scan, selective_scan, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
+from .ssm import bench_scan, selective_scan, resolve_backend, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
 
 # %% auto #0
 __all__ = ['CASES', 'FP32', 'FAST_CPU', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory',
            'chunked_scan', 'bench_scan_all', 'InferenceOpts', 'prepare', 'psnr', 'time_pair', 'paper_model',
-           'cache_style_embeddings', 'bench_e2e', 'fusion_inputs', 'fusion_module', 'attention_matrix_bytes',
-           'bench_fusion', 'fusion_ratios', 'bench_scaling', 'available_bytes', 'bench_memory', 'device_string',
-           'run_all', 'summary_rows', 'run_cuda', 'main']
+           'bench_e2e', 'fusion_inputs', 'fusion_module', 'attention_matrix_bytes', 'bench_fusion', 'fusion_ratios',
+           'bench_scaling', 'available_bytes', 'bench_memory', 'device_string', 'run_all', 'summary_rows', 'run_cuda',
+           'main']
 
 # %% ../nbs/13_bench.ipynb #56fdef36
 def sync(device) -> None:
@@ -27,18 +27,26 @@ def sync(device) -> None:
 
 def time_it(fn,              # callable taking no arguments; its result is discarded
             repeats: int = 3, # timed runs; the median is reported
-            warmup: int = 1,  # untimed runs first
+            warmup=1,         # untimed runs first; 'auto': the first run counts unless it is an outlier (see below)
             device='cpu',     # where `fn` runs (synchronised before every clock read)
+            prior=(),         # times (s) of runs of `fn` already made, counted among the `repeats`
            ) -> dict:
-    "Median wall time of `fn()` over `repeats` runs: {'median_s', 'min_s', 'max_s', 'runs'}."
+    "Median wall time of `fn()` over `repeats` runs (`prior` ones included): {'median_s', 'min_s', 'max_s', 'runs'}."
     if repeats < 1: raise ValueError("repeats must be >= 1")
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(repeats):
+    def run():
         sync(device); t0 = time.perf_counter()
         fn()
-        sync(device); ts.append(time.perf_counter() - t0)
-    return dict(median_s=statistics.median(ts), min_s=min(ts), max_s=max(ts), runs=len(ts))
+        sync(device); return time.perf_counter() - t0
+    ts, out = list(prior)[:repeats], {}
+    if warmup == 'auto':   # time the first run; keep it only if it is within 5% of the slowest of the others
+        first = run()
+        while len(ts) < repeats - 1: ts.append(run())
+        if ts and first > 1.05 * max(ts): out['warmup_s'] = first   # a cold outlier: it was a warm-up after all
+        else: ts.append(first)
+    else:
+        for _ in range(warmup): fn()
+    while len(ts) < repeats: ts.append(run())
+    return dict(median_s=statistics.median(ts), min_s=min(ts), max_s=max(ts), runs=len(ts), **out)
 
 # %% ../nbs/13_bench.ipynb #e1a7c5ee
 def loglog_slope(xs, ys) -> float:
@@ -156,28 +164,33 @@ def bench_scan_all(Ls=(1024, 4096, 16384),   # sequence lengths
                    chunked_bwd_max_L: int = 2048,  # longer chunked fwd+bwd runs are not timed (autograd keeps every step: minutes, GiBs)
                    log=None,                  # progress callable, e.g. print
                   ) -> list:
-    "P4 rows: clast.ssm's `bench_scan` columns + chunked-scan times + the fastest method per case."
-    rows = bench_scan(Ls=Ls, ds=ds, n=n, repeats=repeats, ref_max_L=ref_max_L)
+    "P4 rows: clast.ssm's `bench_scan` columns + chunked-scan times + the fastest method per case, and whether `auto` runs it."
+    rows = bench_scan(Ls=Ls, ds=ds, n=n, repeats=repeats, ref_max_L=ref_max_L, ref_repeats=repeats)
+    auto = resolve_backend('auto', 'cpu')
     for r in rows:
         x = _bench_inputs(r['b'], r['d'], n, r['L'])
+        best_T = None
         for mode, grad in (('fwd', False), ('fwd_bwd', True)):
-            if grad and r['L'] > chunked_bwd_max_L:
-                r['chunked_fwd_bwd_s'] = None
-                r['chunked_note'] = f'fwd+bwd not timed above L={chunked_bwd_max_L} (at L=16384, d=128 it took 72-212 s)'
-            best = None if not (grad and r['L'] > chunked_bwd_max_L) else (float('inf'), None)
-            for T in (chunks if best is None else ()):
+            def run(T):
                 def f():
                     xs = {k: v.clone().requires_grad_(grad) for k, v in x.items()}
                     with torch.set_grad_enabled(grad):
                         y = chunked_scan(**xs, delta_softplus=True, chunk=T)
                         if grad: y.backward(torch.ones_like(y))
-                t = time_it(f, repeats=repeats)['median_s']
-                if best is None or t < best[0]: best = (t, T)
-            if best[1] is not None: r[f'chunked_{mode}_s'], r[f'chunked_{mode}_T'] = best
+                return f
+            if grad and r['L'] > chunked_bwd_max_L:
+                r['chunked_fwd_bwd_s'] = None
+                r['chunked_note'] = f'fwd+bwd not timed above L={chunked_bwd_max_L} (at L=16384, d=128 it took 72-212 s)'
+            else:
+                probe = {T: time_it(run(T), repeats=1, warmup=0)['median_s'] for T in (chunks if best_T is None else (best_T,))}
+                best_T = min(probe, key=probe.get)
+                t = time_it(run(best_T), repeats=repeats, warmup=0, prior=(probe[best_T],))
+                r[f'chunked_{mode}_s'], r[f'chunked_{mode}_T'] = t['median_s'], best_T
             cands = {'torch': r[f'torch_{mode}_s'], 'chunked': r[f'chunked_{mode}_s'], 'ref': r[f'ref_{mode}_s']}
             cands = {k: v for k, v in cands.items() if v is not None}
             r[f'fastest_{mode}'] = min(cands, key=cands.get)
             for k, v in cands.items(): r[f'{k}/fastest_{mode}'] = v / cands[r[f'fastest_{mode}']]
+            r[f'auto_{mode}'], r[f'auto_is_fastest_{mode}'] = auto, auto == r[f'fastest_{mode}']
         if log: log(r)
     return rows
 
@@ -242,46 +255,33 @@ def paper_model(device='cpu', **overrides) -> nn.Module:
     return CLAST.from_config(get_config('paper', overrides), pretrained=False).eval().to(device)
 
 # %% ../nbs/13_bench.ipynb #20cb75ae
-def cache_style_embeddings(model: nn.Module) -> nn.Module:
-    "Wrap `model.embed_style` so that each style *string* is embedded once, kept in float32 (in place; returns the model)."
-    if getattr(model.embed_style, '_clast_cached', False): return model
-    inner, cache = model.embed_style, {}
-    def embed_style(style, *a, **kw):
-        if not isinstance(style, str) or a or kw: return inner(style, *a, **kw)
-        if style not in cache: cache[style] = inner(style).float()   # float32 whatever autocast was on
-        return cache[style]
-    embed_style._clast_cached, embed_style.cache = True, cache
-    model.embed_style = embed_style
-    return model
-
 def bench_e2e(model: nn.Module,                    # a CLAST (see `paper_model`)
               side: int = 512,                     # square image side, pixels
               opts: InferenceOpts = FP32,          # inference settings
-              style: str = 'Claude Monet',         # style string (embedded once, cached)
+              style: str = 'Claude Monet',         # style string (embedded once: the model caches it)
               repeats: int = 3,                    # timed runs per measurement (medians)
               with_parts: bool = True,             # also time the text encoder and the fusion alone
              ) -> dict:
     "P1 at one size: medians of end-to-end stylize vs VGG encoder + decoder alone (interleaved), their ratio, and the parts."
-    prepare(model, opts); cache_style_embeddings(model)
+    prepare(model, opts)
     x = opts.input(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side)))
     with opts.context():
-        model.embed_style(style)                   # fill the cache (untimed: counted in text_s below)
+        model.embed_style(style, model.template)   # fill the model's cache (untimed: counted in text_s below)
         e2e, convs = time_pair(lambda: model.stylize(x, style), lambda: model.decoder(model.encoder(x)),
                                repeats=repeats, device=opts.device)
         row = dict(side=side, opts=opts.name, e2e_s=e2e['median_s'], convs_s=convs['median_s'],
                    e2e_over_convs=e2e['median_s'] / convs['median_s'], e2e_spread_s=e2e['max_s'] - e2e['min_s'])
         if with_parts:
-            cond = model.embed_style(style)
+            cond = model.embed_style(style, model.template)
             feats = model.encoder(x)
             row['fusion_s'] = time_it(lambda: model.transform(cond, feats), repeats=repeats, device=opts.device)['median_s']
             row['text_s'] = time_it(lambda: _embed_uncached(model, style), repeats=repeats, device=opts.device)['median_s']
     return row
 
 def _embed_uncached(model, style):
-    "Embed `style` bypassing the cache of `cache_style_embeddings`."
-    cache = getattr(model.embed_style, 'cache', None)
-    if cache is not None: cache.pop(style, None)
-    return model.embed_style(style)
+    "Embed `style` as `stylize` does, with the model's text-embedding cache emptied first."
+    model.__dict__.get('_text_cache', {}).clear()
+    return model.embed_style(style, model.template)
 
 # %% ../nbs/13_bench.ipynb #994593d6
 FUSION_WIDTHS = (64, 128, 320)   # adapter channels of F0, F1, F2 (paper)
@@ -317,6 +317,7 @@ def bench_fusion(sides=(512, 1024, 2048),        # image sides
                  budget_gib: float = 12,         # memory allowance per case; larger attention matrices are estimated
                  repeats: int = 3,               # timed runs per case (median), in the measuring child
                  max_attn_s: float = 120,        # skip attention cases predicted to take longer than this
+                 time_sides=None,                # sides whose time is measured (default: all); elsewhere peak memory only
                  log=None) -> list:
     "P2 rows: time and peak memory of each fusion kind at each side (fresh process per case), with estimates where skipped."
     rows = []
@@ -333,8 +334,11 @@ def bench_fusion(sides=(512, 1024, 2048),        # image sides
             elif 'attn' in kind and pred_s is not None and pred_s > max_attn_s:
                 row.update(ok=False, skipped=f'predicted {pred_s:.0f} s per run > {max_attn_s:g} s')
             else:
-                row.update(peak_memory('fusion', kind=kind, side=side, budget_gib=budget_gib, repeats=repeats))
+                timed = time_sides is None or side in time_sides
+                row.update(peak_memory('fusion', kind=kind, side=side, budget_gib=budget_gib, repeats=repeats if timed else 0))
                 row.pop('kw', None); row.pop('case', None)
+                if not timed: row['note'] = 'peak memory only (first_s is one cold run)'
+
             if not row.get('ok') and pred_s is not None: row['est_median_s'] = pred_s
             rows.append(row); prev = row if row.get('ok') else prev
             if log: log(row)
@@ -353,15 +357,15 @@ def fusion_ratios(rows: list, side: int, a='attn_adaln', b='adaln_ssm') -> dict:
 def bench_scaling(model: nn.Module, sides=(256, 512, 1024, 2048), opts: InferenceOpts = FP32,
                   style: str = 'Claude Monet', repeats: int = 3, log=None) -> dict:
     "P3: median end-to-end stylize time per side and the log-log slope of time vs pixels."
-    prepare(model, opts); cache_style_embeddings(model)
+    prepare(model, opts)
     rows = []
     with opts.context():
-        model.embed_style(style)
+        model.embed_style(style, model.template)   # fill the model's text cache
         for side in sides:
             x = opts.input(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side)))
-            r = time_it(lambda: model.stylize(x, style), repeats=repeats, device=opts.device)
+            r = time_it(lambda: model.stylize(x, style), repeats=repeats, warmup='auto', device=opts.device)
             rows.append(dict(side=side, pixels=side * side, e2e_s=r['median_s'], spread_s=r['max_s'] - r['min_s'],
-                             us_per_pixel=1e6 * r['median_s'] / side**2))
+                             us_per_pixel=1e6 * r['median_s'] / side**2, first_run_counted='warmup_s' not in r))
             if log: log(rows[-1])
             del x
     return dict(rows=rows, slope=loglog_slope([r['pixels'] for r in rows], [r['e2e_s'] for r in rows]), opts=opts.name)
@@ -371,9 +375,9 @@ def _case_stylize(side=512, channels_last=True, bf16=True, tiny=False):
     from clast.model import CLAST
     opts = InferenceOpts(channels_last=channels_last, bf16=bf16)
     model = CLAST.from_config(get_config('smoke'), pretrained=False) if tiny else paper_model()
-    prepare(model, opts); cache_style_embeddings(model)
+    prepare(model, opts)
     x = opts.input(torch.rand(1, 3, side, side))
-    with opts.context(): model.embed_style('Claude Monet')
+    with opts.context(): model.embed_style('Claude Monet', model.template)   # fill the model's text cache
     def run():
         with opts.context(): return model.stylize(x, 'Claude Monet')
     return run
@@ -385,24 +389,19 @@ def available_bytes() -> int:
         if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
     return 0
 
-def bench_memory(sides=(1024, 2048, 4096), budget_gib: float = 24, opts: InferenceOpts = FAST_CPU,
+def bench_memory(sides=(4096, 2048, 1024), budget_gib: float = 24, opts: InferenceOpts = FAST_CPU,
                  reserve_gib: float = 2, log=None) -> dict:
-    "P3 memory: peak of one stylize per side in fresh processes; the largest side that fit in `budget_gib`."
-    rows, est = [], None
-    for side in sides:
+    "P3 memory: peak of one stylize in a fresh process, largest side first, down to the first side that fits in `budget_gib`."
+    rows = []
+    for side in sorted(sides, reverse=True):
         avail = available_bytes() - reserve_gib * 2**30
-        row = dict(side=side, opts=opts.name)
-        if est is not None and est > min(avail, budget_gib * 2**30):
-            row.update(ok=False, skipped=f'extrapolated peak {est / 2**30:.1f} GiB > min(budget {budget_gib:g} GiB, '
-                                         f'available {avail / 2**30:.1f} GiB)', est_peak_bytes=est)
-        else:
-            r = peak_memory('stylize', side=side, channels_last=opts.channels_last, bf16=opts.bf16,
-                            budget_gib=min(budget_gib, avail / 2**30), timeout=1200)
-            row.update({k: v for k, v in r.items() if k not in ('kw', 'case')})
-        if row.get('ok'): est = row['peak_bytes'] * 4
-        elif est is not None: row.setdefault('est_peak_bytes', est)
+        r = peak_memory('stylize', side=side, channels_last=opts.channels_last, bf16=opts.bf16,
+                        budget_gib=min(budget_gib, avail / 2**30), timeout=1200)
+        row = dict(side=side, opts=opts.name, **{k: v for k, v in r.items() if k not in ('kw', 'case')})
+        if not row.get('ok') and avail < budget_gib * 2**30: row['note'] = f'only {avail / 2**30:.1f} GiB were available'
         rows.append(row)
         if log: log(row)
+        if row.get('ok') and row['peak_bytes'] <= budget_gib * 2**30: break   # smaller sides need less
     ok = [r['side'] for r in rows if r.get('ok') and r['peak_bytes'] <= budget_gib * 2**30]
     return dict(rows=rows, max_side=max(ok) if ok else None, budget_gib=budget_gib)
 
@@ -430,11 +429,11 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
     for r in out['p4_scan']:
         log(f"P4 L={r['L']} d={r['d']}: fastest fwd {r['fastest_fwd']} ({r[r['fastest_fwd'] + '_fwd_s']:.3f} s), "
             f"fwd+bwd {r['fastest_fwd_bwd']} ({r[r['fastest_fwd_bwd'] + '_fwd_bwd_s']:.3f} s); torch/ref/chunked fwd "
-            f"{r['torch_fwd_s']:.3f}/{r['ref_fwd_s']:.3f}/{r['chunked_fwd_s']:.3f} s")
+            f"{r['torch_fwd_s']:.3f}/{r['ref_fwd_s']:.3f}/{r['chunked_fwd_s']:.3f} s; backend='auto' runs {r['auto_fwd']}")
     # P1
     side1 = 128 if quick else 512
     model = paper_model()
-    variants = [FP32, InferenceOpts(channels_last=True), FAST_CPU]
+    variants = [FP32, FAST_CPU]   # fp32+channels-last alone was slower than fp32 on this CPU: not worth its minute
     p1, outs, x = [], {}, torch.rand(1, 3, side1, side1, generator=torch.Generator().manual_seed(1))
     for o in variants:
         r = bench_e2e(model, side1, o, repeats=1 if quick else 3)
@@ -450,8 +449,8 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
                p1_e2e_over_convs_512_fp32=p1[0]['e2e_over_convs'])
     # P2
     sides2 = (64, 128, 256) if quick else (512, 1024, 2048)
-    out['p2_fusion'] = bench_fusion(sides2, repeats=1 if quick else 3, log=lambda r: log(
-        f"P2 {r['kind']} {r['side']}²: " + (f"{r['median_s']:.3f} s, peak {r['peak_bytes'] / 2**20:.0f} MiB" if r.get('ok')
+    out['p2_fusion'] = bench_fusion(sides2, repeats=1 if quick else 3, time_sides=sides2[:2], log=lambda r: log(
+        f"P2 {r['kind']} {r['side']}²: " + (f"{r['median_s'] if 'median_s' in r else r['first_s']:.3f} s{'' if 'median_s' in r else ' (1 cold run)'}, peak {r['peak_bytes'] / 2**20:.0f} MiB" if r.get('ok')
                                             else f"not run: {r.get('skipped') or r.get('error')}")))
     rat = fusion_ratios(out['p2_fusion'], sides2[1])
     out.update(p2_attn_over_ssm_time_1024=rat['time'], p2_attn_over_ssm_mem_1024=rat['mem'], p2_measured_1024=rat['measured'])
@@ -463,7 +462,7 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
         f"P3 {r['side']}²: {r['e2e_s']:.3f} s ({r['us_per_pixel']:.2f} µs/pixel)"))
     del model; gc.collect()
     out.update(p3_scaling=sc, p3_loglog_slope=sc['slope'])
-    mem = bench_memory((128, 256) if quick else (1024, 2048, 4096), budget_gib=24, opts=chosen, log=lambda r: log(
+    mem = bench_memory((256, 128) if quick else (4096, 2048, 1024), budget_gib=24, opts=chosen, log=lambda r: log(
         f"P3 memory {r['side']}²: " + (f"peak {r['peak_bytes'] / 2**30:.2f} GiB, {r['first_s']:.1f} s" if r.get('ok')
                                        else f"not run: {r.get('skipped') or r.get('error')}")))
     out.update(p3_memory=mem, max_side_stylized_24gib=mem['max_side'])
@@ -488,7 +487,7 @@ def summary_rows(res: dict) -> list:
 def run_cuda(sides=(512, 1024), repeats: int = 10, log=print) -> dict:
     "End-to-end ms per image on CUDA (synchronised): fp32, TF32, bf16 autocast; PSNR vs fp32."
     if not torch.cuda.is_available(): raise RuntimeError("--device cuda: no CUDA device is visible to PyTorch")
-    model = paper_model('cuda'); cache_style_embeddings(model)
+    model = paper_model('cuda')
     out = dict(device=device_string('cuda'), commit=git_commit(), rows=[])
     for side in sides:
         x = torch.rand(1, 3, side, side, device='cuda', generator=torch.Generator('cuda').manual_seed(side))

@@ -5,6 +5,7 @@
 # %% ../nbs/08_model.ipynb #a1ba8654
 from __future__ import annotations
 import json, os, tempfile
+from collections import OrderedDict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import save_file, load_file
@@ -53,6 +54,22 @@ class CLAST(nn.Module):
 # %% ../nbs/08_model.ipynb #c81ad063
 def _is_mix(style): return isinstance(style, (list, tuple)) and len(style) > 0 and all(isinstance(s, tuple) and len(s) == 2 for s in style)
 
+_TEXT_CACHE_SIZE = 64   # text embeddings kept per model (least recently used dropped)
+
+def _cached_text(self, texts: tuple, normalize: bool) -> torch.Tensor:
+    "`clip.encode_text(texts)` in float32, memoised per model on (texts, normalize, autocast); a change of CLIP's weights (in place or moved) misses."
+    cache = self.__dict__.setdefault('_text_cache', OrderedDict())
+    ps, dev = list(self.clip.parameters()), self.std.device.type
+    amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None   # bf16 autocast gives other numbers
+    try: key = (texts, normalize, amp, sum(p._version for p in ps), ps[0].data_ptr() if ps else 0)
+    except RuntimeError: key = None   # weights made under inference_mode have no version counter: no caching
+    if key in cache: cache.move_to_end(key); return cache[key]
+    e = self.clip.encode_text(list(texts), normalize=normalize).float()
+    if key is None: return e
+    cache[key] = e
+    while len(cache) > _TEXT_CACHE_SIZE: cache.popitem(last=False)
+    return e
+
 @torch.no_grad()
 def _embed(self, style, template: str = None) -> torch.Tensor:
     n = self.normalize_embedding
@@ -64,8 +81,8 @@ def _embed(self, style, template: str = None) -> torch.Tensor:
         return F.normalize(e, dim=-1) if n else e
     if isinstance(style, str): style = [style]
     if isinstance(style, (list, tuple)) and all(isinstance(s, str) for s in style):
-        texts = [template.format(s) if template else s for s in style]
-        return self.clip.encode_text(texts, normalize=n).float()
+        texts = tuple(template.format(s) if template else s for s in style)
+        return _cached_text(self, texts, n).clone()   # a copy: callers may change it in place
     if torch.is_tensor(style):
         x = style if style.dim() == 4 else style[None]
         return self.clip.encode_image(x.to(self.std.device).float(), normalize=n).float()

@@ -69,13 +69,13 @@ def _decays(dt, At):
     return torch.mul(dt.unsqueeze(2), At).clamp_(min=_MIN_LOG_DECAY.get(dt.dtype, -80.)).exp_()
 
 def _recur_(H, dA, reverse=False):
-    "In place over H (L, ...): H[t] += dA[t] * H[t-1] (forward) or H[t] += dA[t+1] * H[t+1] (reverse)."
-    Hs, dAs = H.unbind(0), dA.unbind(0)
-    L = len(Hs)
+    "In place over H (L, ...): H[t] += dA[t] * H[t-1] (forward) or H[t] += dA[t+1] * H[t+1] (reverse). H, dA: tensors or lists of their per-step views."
+    Hs = H.unbind(0) if torch.is_tensor(H) else H
+    dAs = dA.unbind(0) if torch.is_tensor(dA) else dA
     if not reverse:
-        for t in range(1, L): Hs[t].addcmul_(dAs[t], Hs[t - 1])
+        for h, a, hp in zip(Hs[1:], dAs[1:], Hs[:-1]): h.addcmul_(a, hp)
     else:
-        for t in range(L - 2, -1, -1): Hs[t].addcmul_(dAs[t + 1], Hs[t + 1])
+        for h, a, hn in zip(Hs[-2::-1], dAs[:0:-1], Hs[:0:-1]): h.addcmul_(a, hn)
     return H
 
 _BLOCK_ELEMS = 1 << 20   # numbers per time block (b·n·d·T): 4 MB in float32, cache-sized and reused
@@ -94,6 +94,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         H = ul.new_empty(L if keep else min(T, L), b, n, d)
         ws = ul.new_empty(min(T, L), b, n, d)                       # decays of one block, reused
         dtu, y = dt * ul, ul.new_empty(L, b, d)
+        Hv, wv = H.unbind(0), ws.unbind(0)                          # per-step views, made once (the buffers are reused)
         prev = None
         for s in range(0, L, T):
             e = min(s + T, L)
@@ -101,11 +102,12 @@ class _SelectiveScanFn(torch.autograd.Function):
             Hb = H[s:e] if keep else H[:e-s]
             torch.mul(dtu[s:e].unsqueeze(2), Bl[s:e].unsqueeze(-1), out=Hb)   # Δ u B, becomes h in place
             if prev is not None: Hb[0].addcmul_(dA[0], prev)
-            _recur_(Hb, dA)
+            _recur_(Hv[s:e] if keep else Hv[:e-s], wv[:e-s])
             torch.matmul(Cl[s:e].unsqueeze(-2), Hb, out=y[s:e].unsqueeze(-2))  # Σ_n C h
             prev = Hb[-1] if keep else Hb[-1].clone()
         if keep: ctx.save_for_backward(ul, dt, At, Bl, Cl, H)
-        return y.permute(1, 2, 0).contiguous()
+        y = y.permute(1, 2, 0)                                      # (b, d, L) view of the time-major result
+        return y.contiguous() if keep else y                        # no copy at inference: the caller's ops read it as it is
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -118,13 +120,14 @@ class _SelectiveScanFn(torch.autograd.Function):
         dtu = dt * ul
         gu, gdt, gB, gA = torch.empty_like(ul), torch.empty_like(ul), torch.empty_like(gC), torch.zeros_like(At)
         wsA, wsG = H.new_empty(min(T, L), b, n, d), H.new_empty(min(T, L), b, n, d)
+        Av, Gv = wsA.unbind(0), wsG.unbind(0)                       # per-step views, made once
         nxt = None                                                  # (Ā, G) of the first token of the block after
         for s in reversed(range(0, L, T)):
             e = min(s + T, L); k = e - s
             dA = torch.mul(dt[s:e].unsqueeze(2), At, out=wsA[:k]).clamp_(min=_MIN_LOG_DECAY.get(dt.dtype, -80.)).exp_()
             G = torch.mul(g[s:e].unsqueeze(2), Cl[s:e].unsqueeze(-1), out=wsG[:k])   # g C, becomes the adjoint
             if nxt is not None: G[-1].addcmul_(*nxt)
-            _recur_(G, dA, reverse=True)
+            _recur_(Gv[:k], Av[:k], reverse=True)
             nxt = (dA[0].clone(), G[0].clone())
             W = torch.matmul(Bl[s:e].unsqueeze(-2), G).squeeze(-2)  # Σ_n B G      (k, b, d)
             torch.matmul(G, dtu[s:e].unsqueeze(-1), out=gB[s:e].unsqueeze(-1))  # Σ_d G Δ u
@@ -166,11 +169,18 @@ def resolve_backend(backend: str = 'auto',  # auto | torch | ref | mamba_ssm
         if _mamba_ssm_scan() is None: raise ImportError("scan backend 'mamba_ssm' needs `pip install mamba-ssm causal-conv1d` (CUDA); or use backend='torch'/'auto'")
     return backend
 
+def _softplus_fast(x):
+    "softplus(x) = max(x, 0) + log1p(exp(-|x|)) with log1p written as log(1+e) corrected for rounding (torch's CPU log1p and softplus are not vectorised: ~3× slower). Same float32 accuracy as `F.softplus`; no autograd."
+    e = x.abs().neg_().exp_()
+    u = e + 1
+    r = u.log().sub_((u - 1).sub_(e).div_(u))                       # log(u) - ((u-1)-e)/u = log1p(e)
+    return r.add_(x.clamp(min=0))
+
 def _scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     ct = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
     uf, dt, Af, Bf, Cf = (t.to(ct) for t in (u, delta, A, B, C))
     if delta_bias is not None: dt = dt + delta_bias.to(ct)[:, None]
-    if delta_softplus: dt = F.softplus(dt)
+    if delta_softplus: dt = F.softplus(dt) if torch.is_grad_enabled() and dt.requires_grad else _softplus_fast(dt)
     if Bf.dim() == 3 and Cf.dim() == 3: y = _SelectiveScanFn.apply(uf, dt, Af, Bf, Cf)
     else:  # grouped: channels [i*k, (i+1)*k) share B[:, i], C[:, i]
         g = (Bf if Bf.dim() == 4 else Cf).shape[1]; k = u.shape[1] // g
@@ -256,29 +266,38 @@ class Mamba(nn.Module):
         self.dt_proj.bias._no_reinit = True
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **fk)
 
+    def _conv(self, xs):
+        "Causal depthwise conv + SiLU on token-major xs (b, L, d_inner): `conv1d(xs.mT)[..., :L].mT` without transposing copies."
+        K, L = self.d_conv, xs.shape[1]
+        w = self.conv1d.weight[:, 0].t()                                  # (K, d_inner)
+        xp = F.pad(xs, (0, 0, K - 1, 0))                                  # K-1 zeros before the first token
+        y = xp[:, K - 1:] * w[K - 1] if self.conv1d.bias is None else torch.addcmul(self.conv1d.bias, xp[:, K - 1:], w[K - 1])
+        for k in range(K - 1): y = y.addcmul_(xp[:, k:k + L], w[k])
+        return self.act(y)
+
     def _ssm(self, xs):
-        "Conv + selective scan of the x branch xs (b, d_inner, L) -> y (b, d_inner, L), before the gate."
-        L = xs.shape[-1]
-        xs = self.act(self.conv1d(xs)[..., :L])
-        dt, Bm, Cm = self.x_proj(xs.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)            # bias is added inside the scan
+        "Conv + selective scan of the x branch, token-major xs (b, L, d_inner) -> y (b, d_inner, L) (maybe a transposed view), before the gate."
+        xs = self._conv(xs)
+        dt, Bm, Cm = self.x_proj(xs).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)                            # bias is added inside the scan
         A = -torch.exp(_scan_dtype(self.A_log))
-        return selective_scan(xs, dt, A, Bm.transpose(1, 2).contiguous(), Cm.transpose(1, 2).contiguous(),
-                              _scan_dtype(self.D), delta_bias=_scan_dtype(self.dt_proj.bias), delta_softplus=True,
-                              backend=self.backend)
+        # (b, L, ·) -> (b, ·, L) as views: the torch scan reads them time-major, so token-major memory needs no copy
+        cont = resolve_backend(self.backend, xs.device) == 'mamba_ssm'    # the CUDA kernel wants them contiguous
+        t = lambda M: M.transpose(1, 2).contiguous() if cont else M.transpose(1, 2)
+        return selective_scan(t(xs), t(dt), A, t(Bm), t(Cm), _scan_dtype(self.D),
+                              delta_bias=_scan_dtype(self.dt_proj.bias), delta_softplus=True, backend=self.backend)
 
     def forward(self, x,        # (B, L, C) tokens (raster order over the feature map)
                 hw=None):       # (H, W) of the token grid, H*W == L (needed for scan='cross4')
         "(B, L, C) -> (B, L, C)."
         Bsz, L, _ = x.shape
-        xs, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)          # (B, d_inner, L) each
+        xs, z = self.in_proj(x).chunk(2, dim=-1)                          # (B, L, d_inner) each, token-major
         perms = scan_orders(self.scan, L, hw, x.device)
         if perms == [None]: y = self._ssm(xs)
         else:
-            ys = self._ssm(torch.cat([xs[..., p] for p in perms], 0)).split(Bsz, 0)
+            ys = self._ssm(torch.cat([xs[:, p] for p in perms], 0)).split(Bsz, 0)
             y = torch.stack([yk[..., torch.argsort(p)] for yk, p in zip(ys, perms)]).mean(0)
-        y = y * self.act(z)
-        return self.out_proj(y.transpose(1, 2))
+        return self.out_proj(y.transpose(1, 2) * self.act(z))
 
     def init_state(self, batch, device=None, dtype=None):
         "Zero recurrent state for `step`: (conv_state (batch, d_inner, d_conv), ssm_state (batch, d_inner, d_state))."
@@ -328,8 +347,9 @@ def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
                ds=(256, 512),            # channels (Mamba's d_inner)
                n=16,                     # state size
                b=1,                      # batch
-               repeats=3,                # timed runs per case (median); the reference runs once
+               repeats=3,                # timed runs per case (median)
                ref_max_L=4096,           # above this L the reference loop is extrapolated, not run
+               ref_repeats=1,            # timed runs of the (slow) reference loop, without warm-up (median)
                backends=('torch',),      # fast CPU backends to time (the reference is always included)
                log=None,                 # callable for progress lines, e.g. print
               ) -> list:
@@ -345,10 +365,11 @@ def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
             Lr = min(L, ref_max_L)
             if (d, Lr) not in ref_cache:
                 xr = x if Lr == L else _bench_inputs(b, d, n, Lr)
-                ref_cache[d, Lr] = (_time_scan('ref', xr, False, 1, 0), _time_scan('ref', xr, True, 1, 0))
+                ref_cache[d, Lr] = (_time_scan('ref', xr, False, ref_repeats, 0), _time_scan('ref', xr, True, ref_repeats, 0))
             f, fb = ref_cache[d, Lr]
             row.update(ref_fwd_s=f * L / Lr, ref_fwd_bwd_s=fb * L / Lr,
-                       ref_note='measured (1 run)' if Lr == L else f'extrapolated linearly from L={Lr} (x{L / Lr:g})')
+                       ref_note=(f'measured (median of {ref_repeats})' if ref_repeats > 1 else 'measured (1 run)') if Lr == L
+                                else f'extrapolated linearly from L={Lr} (x{L / Lr:g})')
             for be in backends:
                 row[f'ref/{be}_fwd'] = row['ref_fwd_s'] / row[f'{be}_fwd_s']
                 row[f'ref/{be}_fwd_bwd'] = row['ref_fwd_bwd_s'] / row[f'{be}_fwd_bwd_s']
