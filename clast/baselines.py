@@ -16,7 +16,7 @@ from .toyworld import build_world
 from .vgg import VGGEncoder, vgg_from_config
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
 from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, sha256_file
-from .metrics import reference_paintings
+from .train import reference_paintings
 
 # %% auto #0
 __all__ = ['ADAIN_STYLE_LAYERS', 'CLIPSTYLER_STEPS', 'ATTENTION_FUSION', 'adain', 'AdaINNet', 'adain_loss', 'adain_dir',

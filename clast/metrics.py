@@ -12,12 +12,12 @@ from .config import Config
 from .clip import clip_from_config, load_clip, world_artists, world_paintings
 from .losses import content_loss, CONTENT_LAYERS
 from .toyworld import build_world, judge_from_config
-from .train import ssim, heldout_photos, artist_prompts
+from .train import ssim, heldout_photos, artist_prompts, reference_paintings
 
 # %% auto #0
 __all__ = ['AESTHETIC_NA', 'AESTHETIC_FILE', 'AESTHETIC_URL', 'clip_content_score', 'clip_style_score', 'vgg_content_loss',
            'mean_ssim', 'deception', 'aesthetic_head_path', 'load_aesthetic_head', 'aesthetic_score',
-           'aesthetic_from_config', 'time_split', 'reference_paintings', 'clast_stylize_fn', 'evaluate_method']
+           'aesthetic_from_config', 'time_split', 'clast_stylize_fn', 'evaluate_method']
 
 # %% ../nbs/11_metrics.ipynb #7d9a6e18
 @torch.no_grad()
@@ -151,14 +151,6 @@ def time_split(model,                              # CLAST (`embed_style`, `enco
     return {k: statistics.median(t[k] for t in runs) / n for k in ('clip', 'encoder', 'fusion', 'decoder', 'total')}
 
 # %% ../nbs/11_metrics.ipynb #5f96d833
-def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
-    "(n_artists,3,S,S) float: each artist's first held-out painting, resized to `size` (default `cfg.world.image_size`)."
-    world = build_world(cfg)
-    tp, tl = world_paintings(world, 'test')
-    refs = torch.stack([tp[int(torch.nonzero(tl == a)[0])] for a in range(len(world_artists(world)))]).float() / 255
-    s = size or cfg.world.image_size
-    return F.interpolate(refs, size=(s, s), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
-
 def clast_stylize_fn(cfg: Config, model, guide: str = 'text'):
     "A `stylize_fn(photos, artist_index)` for a CLAST `model`: guided by the artist prompt ('text') or the reference painting ('image')."
     if guide not in ('text', 'image'): raise ValueError(f"guide must be 'text' or 'image', got {guide!r}")

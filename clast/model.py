@@ -151,10 +151,14 @@ def load(cls, path, device='cpu', pretrained: bool = True) -> 'CLAST':
     if not cj.is_file(): raise FileNotFoundError(f"{cj} missing: a clast checkpoint is the .safetensors file plus its .json config")
     return cls.from_config(load_config(cj), pretrained=pretrained, device=device).load_weights(path).eval()
 
-def load_weights(self, path) -> 'CLAST':
-    "Copy the weights of a checkpoint written by `save` into this model (all but CLIP must fit exactly)."
-    missing, unexpected = self.load_state_dict(load_file(str(path)), strict=False)
-    missing = [k for k in missing if not k.startswith('clip.')]
+def load_weights(self, path,
+                 skip: tuple = (),   # key prefixes left at their current values (e.g. ('transform.',) for another fusion block)
+                ) -> 'CLAST':
+    "Copy the weights of a checkpoint written by `save` into this model (all but CLIP and `skip` must fit exactly)."
+    skip = tuple(skip)
+    sd = {k: v for k, v in load_file(str(path)).items() if not (skip and k.startswith(skip))}
+    missing, unexpected = self.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith(('clip.',) + skip)]
     if missing or unexpected: raise RuntimeError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return self
 

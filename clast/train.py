@@ -23,7 +23,7 @@ from .model import CLAST
 # %% auto #0
 __all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
            'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'run_dir', 'train_stage1', 'load_except', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos',
+           'run_dir', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos', 'reference_paintings',
            'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
@@ -288,14 +288,6 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         return _train_loop(cfg, stage, model, {}, step_fn, device, resume, stop_after, {}, fp, progress)
 
 # %% ../nbs/10_train.ipynb #9baffb18
-def load_except(model: nn.Module, path, prefix: str) -> nn.Module:
-    "Copy a `CLAST.save` checkpoint into `model`, except keys starting with `prefix` (which keep their initialisation); every other key must fit."
-    sd = {k: v for k, v in load_file(str(path)).items() if not k.startswith(prefix)}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.startswith(('clip.', prefix))]
-    if missing or unexpected: raise RuntimeError(f"checkpoint {path} does not fit outside {prefix!r}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model
-
 def artist_prompts(cfg: Config, names) -> list:
     "Text prompts of artists: `cfg.loss.template` filled with each name."
     return [cfg.loss.template.format(n) for n in names]
@@ -320,8 +312,7 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         device = _device(cfg)
         data = training_data(cfg)
         model = CLAST.from_config(cfg)
-        if fresh_fusion: load_except(model, stage1_ckpt, 'transform.')
-        else: model.load_weights(stage1_ckpt)
+        model.load_weights(stage1_ckpt, skip=('transform.',) if fresh_fusion else ())
         model = model.to(device).train()
         crit = ClastLoss(model.clip, loss_vgg(model), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
                          embed_dim=model.clip.embed_dim).to(device)
@@ -363,6 +354,14 @@ def heldout_photos(cfg: Config, n: int = None) -> list:
         out.append(x[:, t:t+s, l:l+s].clamp(0, 1))
     return out
 
+def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
+    "(n_artists,3,S,S) float: each artist's first held-out painting, resized to `size` (default `cfg.world.image_size`); the image-guided reference of every evaluation."
+    world = build_world(cfg)
+    tp, tl = world_paintings(world, 'test')
+    refs = torch.stack([tp[int(torch.nonzero(tl == a)[0])] for a in range(len(world_artists(world)))]).float() / 255
+    s = size or cfg.world.image_size
+    return F.interpolate(refs, size=(s, s), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+
 # %% ../nbs/10_train.ipynb #dbd54cda
 @torch.no_grad()
 def evaluate_stage1(cfg: Config, model) -> dict:
@@ -382,8 +381,7 @@ def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
     names = world_artists(world)
     x = torch.stack(heldout_photos(cfg))
     tp, tl = world_paintings(world, 'test')
-    refs = torch.stack([tp[int(torch.nonzero(tl == a)[0])] for a in range(len(names))]).float() / 255   # first test painting per artist
-    refs = F.interpolate(refs, size=x.shape[-2:], mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+    refs = reference_paintings(cfg)
     c_txt = model.embed_style(artist_prompts(cfg, names))
     c_img = model.embed_style(refs)
     res = {'text': [], 'image': []}
