@@ -396,6 +396,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'clast.train.seeded': ('train.html#seeded', 'clast/train.py'),
                              'clast.train.sha256_file': ('train.html#sha256_file', 'clast/train.py'),
                              'clast.train.ssim': ('train.html#ssim', 'clast/train.py'),
+                             'clast.train.stage1_indices': ('train.html#stage1_indices', 'clast/train.py'),
                              'clast.train.step_seed': ('train.html#step_seed', 'clast/train.py'),
                              'clast.train.train_stage1': ('train.html#train_stage1', 'clast/train.py'),
                              'clast.train.train_stage2': ('train.html#train_stage2', 'clast/train.py'),

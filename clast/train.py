@@ -23,8 +23,8 @@ from .model import CLAST
 # %% auto #0
 __all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
            'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'run_dir', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos', 'reference_paintings',
-           'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
+           'run_dir', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos',
+           'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -183,6 +183,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     d = cfg.to_dict()
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
+    if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
     return hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
 
 def _finished(run: Path, fp: str) -> bool:
@@ -246,6 +247,14 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
     return out
 
 # %% ../nbs/10_train.ipynb #aba30903
+def stage1_indices(n_photos: int, n_paintings: int, batch_size: int, share: float = 0.0) -> torch.Tensor:
+    "Indices into `cat([photos, paintings])` for one stage-1 batch: each sample is a painting with probability `share` (global torch RNG; `share=0` draws exactly what photos-only training drew)."
+    idx = torch.randint(n_photos, (batch_size,))
+    if share <= 0: return idx
+    pick = torch.rand(batch_size) < share
+    return torch.where(pick, n_photos + torch.randint(n_paintings, (batch_size,)), idx)
+
+# %% ../nbs/10_train.ipynb #eb867df9
 def _device(cfg: Config) -> torch.device:
     rank, ws, local = dist_info()
     dev = pick_device(cfg.train.device)
@@ -258,7 +267,7 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
                  force: bool = False,        # retrain even if a finished run with this configuration exists
                  progress: bool = True,      # show the tqdm bar
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors), or the checkpoint if stopped early
-    "Stage 1: train adapters, fusion and decoder to reconstruct photos (VGG and CLIP frozen)."
+    "Stage 1: train adapters, fusion and decoder to reconstruct photos (and paintings, `cfg.train.stage1_paintings` of them; VGG and CLIP frozen)."
     stage, sc = 'stage1', cfg.train.stage1
     fp = _fingerprint(cfg, stage)
     run = run_dir(cfg, stage); run.mkdir(parents=True, exist_ok=True)
@@ -271,9 +280,11 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         lp = lpips_from_config(cfg).to(device) if cfg.loss.lpips > 0 else None
         vgg = loss_vgg(model)
         e_src = model.embed_style([cfg.loss.source_text]).to(device)
+        share = cfg.train.stage1_paintings
+        pool = torch.cat([data['photos'], data['paintings']]) if share > 0 else data['photos']
         def step_fn(step, net):
-            idx = torch.randint(len(data['photos']), (sc.batch_size,))
-            x = make_batch(data['photos'], idx, sc.load_size, sc.crop_size).to(device)
+            idx = stage1_indices(len(data['photos']), len(data['paintings']), sc.batch_size, share)
+            x = make_batch(pool, idx, sc.load_size, sc.crop_size).to(device)
             use_img = (torch.rand(sc.batch_size) < 0.5).to(device)[:, None]
             with torch.no_grad(): e_img = model.embed_style(x)
             cond = torch.where(use_img, e_img, e_src.expand_as(e_img))
