@@ -17,7 +17,7 @@ from .config import Config, get_config
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
            'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'build_world', 'ArtistJudge', 'train_judge',
-           'judge_dir', 'judge_from_config']
+           'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo', 'oracle_deception']
 
 # %% ../nbs/03_toyworld.ipynb #37554ff0
 PALETTES = {
@@ -370,3 +370,29 @@ def judge_from_config(cfg: Config, log=None) -> ArtistJudge:
         os.replace(tmp, d)
         (log or print)(f"[judge] trained in {meta['seconds']} s, held-out top-1 {acc:.3f}")
         return load()
+
+# %% ../nbs/03_toyworld.ipynb #e0dc5d41
+def palette_map(photo: np.ndarray,   # (H, W, 3) float in [0, 1]
+                palette) -> tuple:   # list of RGB triples
+    "(photo recoloured with `palette` by luminance quantiles, quantile labels (H, W)): darkest pixels → darkest palette colour."
+    pal = np.array(palette); L = _lum(photo)
+    lab = np.digitize(L, np.quantile(L, np.linspace(0, 1, len(pal) + 1)[1:-1])).astype(np.int32)
+    return pal[np.argsort(_lum(pal))][lab], lab
+
+def paint_photo(artist: Artist, photo: np.ndarray,   # photo: (H, W, 3) float in [0, 1]
+                seed: int = 0, palette: bool = True) -> np.ndarray:
+    "The artist's renderer applied to `photo`: (H, W, 3) float in [0, 1]; `palette=False` keeps the photo's colours."
+    rng = np.random.default_rng([seed, ARTISTS.index(artist), 99])
+    pal = PALETTES[artist.palette]
+    mapped, lab = palette_map(photo, pal)
+    return np.clip(RENDERERS[artist.style](mapped if palette else photo, lab, rng, pal), 0, 1)
+
+@torch.no_grad()
+def oracle_deception(cfg: Config, photos, palette: bool = True, judge=None) -> dict:
+    "Deception of `paint_photo` renderings of `photos` ((3,S,S) tensors in [0, 1]) for every artist of the world."
+    judge = judge if judge is not None else judge_from_config(cfg)
+    arts = world_artists_for(cfg)
+    hits = [[int(judge.predict(torch.tensor(paint_photo(a, p.permute(1, 2, 0).double().numpy(), i, palette),
+                                            dtype=torch.float32).permute(2, 0, 1)[None])[0]) == k for i, p in enumerate(photos)]
+            for k, a in enumerate(arts)]
+    return {'deception': float(np.mean(hits)), 'per_artist': [float(np.mean(h)) for h in hits]}
