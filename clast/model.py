@@ -27,7 +27,7 @@ class CLAST(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(vgg, m.adapter_channels)
         self.transform = Transform(m.fusion, clip.embed_dim, m.adapter_channels, m.scan, m.d_state, m.d_conv, m.expand, m.ssm_backend)
-        self.decoder = Decoder(m.adapter_channels, m.decoder_width)
+        self.decoder = Decoder(m.adapter_channels, m.decoder_width, m.decoder_norm)
         self.clip = clip
         self.normalize_embedding = m.normalize_embedding
         self.template = cfg.loss.template

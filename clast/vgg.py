@@ -118,10 +118,12 @@ def _conv(i, o): return [nn.ReflectionPad2d(1), nn.Conv2d(i, o, 3)]
 
 class Decoder(nn.Module):
     "CLAST's decoder_ViT4(isUseShallow=True): [S0 (c0, 1/4), S1 (c1, 1/8), S2 (c2, 1/16)] → image (3, H, W), ImageNet-normalised."
-    def __init__(self, channels=(64, 128, 320), width: float = 1.0):
+    def __init__(self, channels=(64, 128, 320), width: float = 1.0,
+                 norm: str = 'instance'):   # 'instance' (the authors') | 'none' (identity in the same places)
         super().__init__()
+        if norm not in ('instance', 'none'): raise ValueError(f"decoder norm must be 'instance' or 'none', got {norm!r}")
         c0, c1, c2 = channels; w = lambda v: max(8, int(round(v * width)))
-        IN = lambda c: nn.InstanceNorm2d(c)
+        IN = (lambda c: nn.InstanceNorm2d(c)) if norm == 'instance' else (lambda c: nn.Identity())
         self.merge_feat12 = nn.Sequential(*_conv(c2, c1), IN(c1))
         self.decoder_layer_1 = nn.Sequential(*_conv(c1, w(256)), IN(w(256)), nn.ReLU())
         self.decoder_layer_0 = nn.Sequential(
