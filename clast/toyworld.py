@@ -389,10 +389,11 @@ def paint_photo(artist: Artist, photo: np.ndarray,   # photo: (H, W, 3) float in
 
 @torch.no_grad()
 def oracle_deception(cfg: Config, photos, palette: bool = True, judge=None) -> dict:
-    "Deception of `paint_photo` renderings of `photos` ((3,S,S) tensors in [0, 1]) for every artist of the world."
+    "Deception of `paint_photo` renderings of `photos` ((3,S,S) tensors in [0, 1]) for every artist of the world; the renderings too."
     judge = judge if judge is not None else judge_from_config(cfg)
     arts = world_artists_for(cfg)
-    hits = [[int(judge.predict(torch.tensor(paint_photo(a, p.permute(1, 2, 0).double().numpy(), i, palette),
-                                            dtype=torch.float32).permute(2, 0, 1)[None])[0]) == k for i, p in enumerate(photos)]
-            for k, a in enumerate(arts)]
-    return {'deception': float(np.mean(hits)), 'per_artist': [float(np.mean(h)) for h in hits]}
+    images = [torch.stack([torch.tensor(paint_photo(a, p.permute(1, 2, 0).double().numpy(), i, palette), dtype=torch.float32).permute(2, 0, 1)
+                           for i, p in enumerate(photos)]) for a in arts]
+    hits = [(judge.predict(im) == k).tolist() for k, im in enumerate(images)]
+    return {'deception': float(np.mean(hits)), 'per_artist': [float(np.mean(h)) for h in hits],
+            'images': images}   # per artist: (n_photos, 3, S, S)
