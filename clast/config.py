@@ -85,6 +85,7 @@ class StageCfg:
     log_every: int = 10                 # steps between log lines
     ckpt_every: int = 100               # steps between checkpoints
     keep_ckpts: int = 2                 # newest checkpoints kept (0 = keep all, e.g. to score an ablation's learning curve)
+    lr_schedule: str = 'constant'       # 'constant' (the paper's Adam) | 'cosine' (decays to 0 at the last step)
 
 @dataclass
 class TrainCfg:

@@ -388,12 +388,14 @@ def paint_photo(artist: Artist, photo: np.ndarray,   # photo: (H, W, 3) float in
     return np.clip(RENDERERS[artist.style](mapped if palette else photo, lab, rng, pal), 0, 1)
 
 @torch.no_grad()
-def oracle_deception(cfg: Config, photos, palette: bool = True, judge=None) -> dict:
-    "Deception of `paint_photo` renderings of `photos` ((3,S,S) tensors in [0, 1]) for every artist of the world; the renderings too."
+def oracle_deception(cfg: Config, photos, palette: bool = True, judge=None,
+                     blend: float = 1.0,   # weight of the rendering in `blend * rendering + (1 - blend) * photo`
+                    ) -> dict:
+    "Deception of `paint_photo` renderings of `photos` ((3,S,S) tensors in [0, 1]) for every artist of the world, optionally blended with the photo; the images too."
     judge = judge if judge is not None else judge_from_config(cfg)
     arts = world_artists_for(cfg)
-    images = [torch.stack([torch.tensor(paint_photo(a, p.permute(1, 2, 0).double().numpy(), i, palette), dtype=torch.float32).permute(2, 0, 1)
-                           for i, p in enumerate(photos)]) for a in arts]
+    images = [torch.stack([blend * torch.tensor(paint_photo(a, p.permute(1, 2, 0).double().numpy(), i, palette), dtype=torch.float32).permute(2, 0, 1)
+                           + (1 - blend) * p.float() for i, p in enumerate(photos)]) for a in arts]
     hits = [(judge.predict(im) == k).tolist() for k, im in enumerate(images)]
     return {'deception': float(np.mean(hits)), 'per_artist': [float(np.mean(h)) for h in hits],
             'images': images}   # per artist: (n_photos, 3, S, S)

@@ -23,8 +23,9 @@ from .model import CLAST
 # %% auto #0
 __all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
            'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'run_dir', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'heldout_photos',
-           'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
+           'lr_at', 'run_dir', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim',
+           'resampled_ssim', 'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2',
+           'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -174,6 +175,15 @@ def make_batch(images: torch.Tensor,    # (N, 3, S, S) uint8 pool
     tf = train_transform(load_size, crop_size)
     return torch.stack([tf(images[i].float() / 255) for i in idx]).clamp(0, 1)
 
+# %% ../nbs/10_train.ipynb #680016cf
+def lr_at(sc,          # a `StageCfg` (its `lr`, `iters`, `lr_schedule`)
+          step: int    # 0-based optimiser step
+         ) -> float:
+    "Learning rate of optimiser step `step`: `sc.lr` throughout ('constant') or `sc.lr * (1 + cos(pi * step / iters)) / 2` ('cosine')."
+    if sc.lr_schedule == 'constant': return sc.lr
+    if sc.lr_schedule == 'cosine': return sc.lr * 0.5 * (1 + math.cos(math.pi * min(step, sc.iters) / max(sc.iters, 1)))
+    raise ValueError(f"unknown lr_schedule {sc.lr_schedule!r}; choose 'constant' or 'cosine'")
+
 # %% ../nbs/10_train.ipynb #be70f698
 def run_dir(cfg: Config, stage: str) -> Path:
     "Where a stage's run lives: `cfg.runs_dir/'train'/stage`."
@@ -184,6 +194,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
+    if keep['train']['stage'].get('lr_schedule') == 'constant': keep['train']['stage'].pop('lr_schedule')   # runs from before the option keep their fingerprint
     return hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
 
 def _finished(run: Path, fp: str) -> bool:
@@ -219,6 +230,7 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
     terms = {}
     for step in bar:
         opt.zero_grad(set_to_none=True)
+        for g in opt.param_groups: g['lr'] = lr_at(sc, step)
         with seeded(step_seed(cfg.seed, stage, step, rank)):
             with amp_context(device, cfg.train.amp):
                 loss, terms = step_fn(step, net)
@@ -353,6 +365,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(structural_similarity(a.permute(1, 2, 0).double().numpy(), b.permute(1, 2, 0).double().numpy(),
                                        channel_axis=-1, data_range=1.0))
 
+def resampled_ssim(x: torch.Tensor,   # (3,S,S) image in [0, 1]
+                   k: int) -> float:    # shrink factor
+    "SSIM of `x` after shrinking it `k` times (antialiased) and enlarging it back (bilinear): what a reconstruction from features at 1/k of the side keeps without inventing detail."
+    y = F.interpolate(F.interpolate(x[None], scale_factor=1 / k, mode='bilinear', antialias=True, align_corners=False),
+                      size=x.shape[-2:], mode='bilinear', align_corners=False)[0]
+    return ssim(y.clamp(0, 1), x)
+
 def heldout_photos(cfg: Config, n: int = None) -> list:
     "Up to `n` (default `cfg.eval.n_photos`) held-out photos as (3,S,S) float tensors, S = `cfg.world.image_size`."
     s = cfg.world.image_size
@@ -373,7 +392,7 @@ def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
     s = size or cfg.world.image_size
     return F.interpolate(refs, size=(s, s), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
 
-# %% ../nbs/10_train.ipynb #dbd54cda
+# %% ../nbs/10_train.ipynb #5487869f
 @torch.no_grad()
 def evaluate_stage1(cfg: Config, model) -> dict:
     "Mean SSIM between held-out photos and their reconstructions, plus the images."
@@ -381,7 +400,8 @@ def evaluate_stage1(cfg: Config, model) -> dict:
     photos = heldout_photos(cfg)
     x = torch.stack(photos)
     rec = model(x, model.embed_style(x)).clamp(0, 1)
-    return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec}
+    return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec,
+            'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)}}   # yardsticks
 
 @torch.no_grad()
 def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
