@@ -172,6 +172,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'clast.config.VggCfg': ('config.html#vggcfg', 'clast/config.py'),
                               'clast.config.WorldCfg': ('config.html#worldcfg', 'clast/config.py'),
                               'clast.config._atomic_write': ('config.html#_atomic_write', 'clast/config.py'),
+                              'clast.config._clear_caption': ('config.html#_clear_caption', 'clast/config.py'),
                               'clast.config._coerce': ('config.html#_coerce', 'clast/config.py'),
                               'clast.config._from_dict': ('config.html#_from_dict', 'clast/config.py'),
                               'clast.config._paper': ('config.html#_paper', 'clast/config.py'),

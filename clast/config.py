@@ -340,12 +340,26 @@ def save_table(rows: list, path, cfg: Config, title: str = '', columns=None, not
     save_json(obj, path.with_suffix('.json'), cfg, **extra)
     return path.with_suffix('.md')
 
+def _clear_caption(fig, t, tries: int = 4):
+    "Raise the subplots until the lowest axes decoration (tick labels, x label, legend) clears the caption `t`."
+    r = fig.canvas.get_renderer()
+    for _ in range(tries):
+        top = t.get_window_extent(r).y1 / fig.bbox.height
+        boxes = [a.get_tightbbox(r) for a in fig.axes if a.get_visible()]
+        low = min((b.y0 for b in boxes if b is not None), default=fig.bbox.height) / fig.bbox.height
+        if low >= top + 0.01: return
+        fig.subplots_adjust(bottom=min(0.8, fig.subplotpars.bottom + top + 0.01 - low))
+
 def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110, **extra) -> Path:
     "Save a matplotlib figure as PNG with the provenance caption under it and the stamp in its metadata."
     import io
     path = Path(path)
-    fig.text(0.5, 0.005, caption(cfg, text), ha='center', va='bottom', fontsize=7, wrap=True)
+    import textwrap
+    n = max(40, int(fig.get_figwidth() * 72 / (7 * 0.55)))   # characters of 7-pt text across the figure (wrapped here, so its height is known)
+    cap = '\n'.join(textwrap.fill(line, n) for line in caption(cfg, text).split('\n'))
+    t = fig.text(0.5, 0.005, cap, ha='center', va='bottom', fontsize=7)
     fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.12))
+    _clear_caption(fig, t)
     buf = io.BytesIO()
     meta = {k: str(v) for k, v in stamp(cfg, **extra).items()}
     fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': caption(cfg, text), **meta})
