@@ -352,16 +352,14 @@ def _clear_caption(fig, t, tries: int = 4):
 
 def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110, **extra) -> Path:
     "Save a matplotlib figure as PNG with the provenance caption under it and the stamp in its metadata."
-    import io
-    path = Path(path)
-    import textwrap
+    import io, textwrap
+    path, full = Path(path), caption(cfg, text)
     n = max(40, int(fig.get_figwidth() * 72 / (7 * 0.55)))   # characters of 7-pt text across the figure (wrapped here, so its height is known)
-    cap = '\n'.join(textwrap.fill(line, n) for line in caption(cfg, text).split('\n'))
-    t = fig.text(0.5, 0.005, cap, ha='center', va='bottom', fontsize=7)
+    t = fig.text(0.5, 0.005, '\n'.join(textwrap.fill(line, n) for line in full.split('\n')), ha='center', va='bottom', fontsize=7)
     fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.12))
     _clear_caption(fig, t)
     buf = io.BytesIO()
     meta = {k: str(v) for k, v in stamp(cfg, **extra).items()}
-    fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': caption(cfg, text), **meta})
+    fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': full, **meta})
     _atomic_write(path, buf.getvalue())
     return path
