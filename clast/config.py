@@ -46,7 +46,8 @@ class ClipCfg:
 @dataclass
 class VggCfg:
     width: float = 0.25                 # channel multiplier (1.0 = real VGG-19)
-    weights: str = 'toy'                # 'toy' (seeded random init, frozen), 'random' (same), a vgg_normalised.pth path, or 'torchvision'
+    weights: str = 'toy'                # 'toy'/'random' (seeded random init), 'world' (trained in the miniature world, cached: `clast.vgg.world_vgg`), a vgg_normalised.pth path, or 'torchvision'
+    world_steps: int = 800              # autoencoder steps that train the 'world' VGG
     normalisation: str = 'imagenet'     # input convention: 'imagenet' (CLAST) or 'raw' (AdaIN's vgg_normalised)
 
 @dataclass
@@ -74,6 +75,7 @@ class LossCfg:
     source_text: str = 'Photo'          # source text of the directional CLIP loss
     template: str = 'a painting by {}'  # artist name -> text prompt
     lpips_net: str = 'vgg'              # LPIPS backbone: 'vgg' (paper; torchvision VGG-16 weights) or 'alex' (miniature world, random backbone)
+    vgg: str = 'encoder'                # network of stage 2's content/style losses: 'encoder' (the model's frozen VGG, paper) or 'random' (seeded random VGG)
 
 @dataclass
 class StageCfg:

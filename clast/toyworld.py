@@ -17,7 +17,7 @@ from .config import Config, get_config
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
            'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'build_world', 'ArtistJudge', 'train_judge',
-           'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo', 'oracle_deception']
+           'cached_weights', 'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo', 'oracle_deception']
 
 # %% ../nbs/03_toyworld.ipynb #37554ff0
 PALETTES = {
@@ -339,37 +339,54 @@ def train_judge(world: World, steps: int, seed: int = 0, batch_size: int = 32, l
     return judge.eval(), acc
 
 # %% ../nbs/03_toyworld.ipynb #48ece6eb
+def cached_weights(d: Path,        # cache folder; holds `{name}.safetensors` and `{name}.json`
+                   key: str,       # hash of everything the weights depend on: another key retrains
+                   train,          # () -> (state_dict, meta dict); called only on a miss
+                   name: str = 'weights',
+                  ) -> tuple:      # (state_dict, meta)
+    "Weights trained once and reused: load them from `d` when its key matches and the file's sha256 is intact, else `train()` and write them atomically."
+    from safetensors.torch import save_file, load_file
+    d = Path(d); w, j = f'{name}.safetensors', f'{name}.json'
+    def load():
+        meta = json.loads((d/j).read_text())
+        if meta['key'] != key: raise ValueError('stale')
+        if hashlib.sha256((d/w).read_bytes()).hexdigest() != meta['sha256']: raise ValueError('corrupt')
+        return load_file(d/w), meta
+    try: return load()
+    except (OSError, ValueError, KeyError): pass
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(d) + '.lock'):   # a second process waits, then loads what the first one wrote
+        try: return load()
+        except (OSError, ValueError, KeyError): pass
+        sd, meta = train()
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{d.name}-', dir=d.parent))
+        try:
+            save_file({k: v.detach().contiguous() for k, v in sd.items()}, tmp/w)
+            meta = dict(key=key, **meta, sha256=hashlib.sha256((tmp/w).read_bytes()).hexdigest())
+            (tmp/j).write_text(json.dumps(meta, indent=1, default=str))
+            if d.exists(): shutil.rmtree(d)
+            os.replace(tmp, d)
+        finally:
+            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        return load()
+
+# %% ../nbs/03_toyworld.ipynb #be96b3df
 def judge_dir(cfg: Config) -> Path: return cfg.data_dir/'models'/'judge'
 
 def judge_from_config(cfg: Config, log=None) -> ArtistJudge:
     "The world's trained judge (trained and cached on first use)."
-    from safetensors.torch import save_file, load_file
-    world = build_world(cfg, log=log); d = judge_dir(cfg)
+    world = build_world(cfg, log=log)
     key = hashlib.sha256(f"{world.key}-{cfg.world.judge_steps}-{cfg.seed}-v2".encode()).hexdigest()[:16]
-    def load():
-        meta = json.loads((d/'judge.json').read_text())
-        if meta['key'] != key: raise ValueError('stale')
-        if hashlib.sha256((d/'judge.safetensors').read_bytes()).hexdigest() != meta['sha256']: raise ValueError('corrupt')
-        j = ArtistJudge(len(meta['artists']), names=meta['artists']); j.load_state_dict(load_file(d/'judge.safetensors'))
-        j.accuracy = meta['heldout_top1']; return j.eval()
-    try: return load()
-    except (OSError, ValueError, KeyError): pass
-    d.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(d) + '.lock'):
-        try: return load()
-        except (OSError, ValueError, KeyError): pass
+    def train():
         t0 = time.time()
         with torch.random.fork_rng():
             judge, acc = train_judge(world, cfg.world.judge_steps, cfg.seed, log=log)
-        tmp = Path(tempfile.mkdtemp(prefix='.judge-', dir=d.parent))
-        save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, tmp/'judge.safetensors')
-        meta = dict(key=key, artists=world.names, heldout_top1=acc, steps=cfg.world.judge_steps, seconds=round(time.time() - t0, 1),
-                    sha256=hashlib.sha256((tmp/'judge.safetensors').read_bytes()).hexdigest())
-        (tmp/'judge.json').write_text(json.dumps(meta, indent=1))
-        if d.exists(): shutil.rmtree(d)
-        os.replace(tmp, d)
-        (log or print)(f"[judge] trained in {meta['seconds']} s, held-out top-1 {acc:.3f}")
-        return load()
+        sec = round(time.time() - t0, 1)
+        (log or print)(f"[judge] trained in {sec} s, held-out top-1 {acc:.3f}")
+        return judge.state_dict(), dict(artists=world.names, heldout_top1=acc, steps=cfg.world.judge_steps, seconds=sec)
+    sd, meta = cached_weights(judge_dir(cfg), key, train, 'judge')
+    j = ArtistJudge(len(meta['artists']), names=meta['artists']); j.load_state_dict(sd)
+    j.accuracy = meta['heldout_top1']; return j.eval()
 
 # %% ../nbs/03_toyworld.ipynb #e0dc5d41
 def palette_map(photo: np.ndarray,   # (H, W, 3) float in [0, 1]

@@ -150,9 +150,16 @@ def read_log(path) -> list:
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
 # %% ../nbs/10_train.ipynb #e288bf20
-def loss_vgg(model):
-    "The frozen VGG encoder of `model` (callable `vgg(x in [0,1], taps=...) -> dict`)."
-    return model.encoder.vgg
+def loss_vgg(model,        # a `CLAST`
+             cfg=None,     # its config: `cfg.loss.vgg` picks the network (None: the encoder's)
+            ):
+    "The frozen VGG of stage 2's content and style losses (callable `vgg(x in [0,1], taps=...) -> dict`), on the model's device."
+    which = 'encoder' if cfg is None else cfg.loss.vgg
+    if which == 'encoder': return model.encoder.vgg
+    if which == 'random':
+        from clast.vgg import vgg_from_config
+        return vgg_from_config(cfg, pretrained=False).to(next(model.parameters()).device).eval()
+    raise ValueError(f"unknown loss.vgg {which!r}; choose 'encoder' or 'random'")
 
 # %% ../nbs/10_train.ipynb #b7b56dad
 _DATA_CACHE = {}
@@ -189,12 +196,18 @@ def run_dir(cfg: Config, stage: str) -> Path:
     "Where a stage's run lives: `cfg.runs_dir/'train'/stage`."
     return cfg.runs_dir/'train'/stage
 
+# options added after runs had been cached, with their defaults: (section, ..., field) → default
+_ADDED_OPTIONS = {('train', 'stage', 'lr_schedule'): 'constant', ('vgg', 'world_steps'): 800, ('loss', 'vgg'): 'encoder'}
+
 def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     d = cfg.to_dict()
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
-    if keep['train']['stage'].get('lr_schedule') == 'constant': keep['train']['stage'].pop('lr_schedule')   # runs from before the option keep their fingerprint
+    for path, default in _ADDED_OPTIONS.items():   # at their default, options added later are left out: older runs keep their fingerprint
+        *outer, last = path; node = keep
+        for p in outer: node = node.get(p, {})
+        if last in node and node[last] == default: node.pop(last)
     return hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
 
 def _finished(run: Path, fp: str) -> bool:
@@ -290,7 +303,7 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         data = training_data(cfg)
         model = CLAST.from_config(cfg).to(device).train()
         lp = lpips_from_config(cfg).to(device) if cfg.loss.lpips > 0 else None
-        vgg = loss_vgg(model)
+        vgg = loss_vgg(model)   # the reconstruction's content term: the encoder's VGG, whatever `loss.vgg` says
         e_src = model.embed_style([cfg.loss.source_text]).to(device)
         share = cfg.train.stage1_paintings
         pool = torch.cat([data['photos'], data['paintings']]) if share > 0 else data['photos']
@@ -337,7 +350,7 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         model = CLAST.from_config(cfg)
         model.load_weights(stage1_ckpt, skip=('transform.',) if fresh_fusion else ())
         model = model.to(device).train()
-        crit = ClastLoss(model.clip, loss_vgg(model), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
+        crit = ClastLoss(model.clip, loss_vgg(model, cfg), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
                          embed_dim=model.clip.embed_dim).to(device)
         names = data['artists']; n = min(sc.batch_size, len(names))
         by_artist = [torch.nonzero(data['labels'] == a).flatten() for a in range(len(names))]

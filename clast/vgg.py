@@ -26,7 +26,8 @@ def vgg19_features(width: float = 1.0) -> nn.Sequential:
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'vgg19_features', 'VGGEncoder', 'conv_indices',
-           'load_vgg_normalised', 'load_torchvision_vgg19', 'seeded_init', 'Encoder', 'Decoder', 'vgg_from_config']
+           'load_vgg_normalised', 'load_torchvision_vgg19', 'seeded_init', 'Encoder', 'Decoder',
+           'train_vgg_autoencoder', 'world_vgg_dir', 'world_vgg', 'vgg_from_config']
 
 # %% ../nbs/05_vgg.ipynb #5e3e3efa
 class VGGEncoder(nn.Module):
@@ -140,10 +141,65 @@ class Decoder(nn.Module):
         if h.shape[-2:] != s0.shape[-2:]: h = F.interpolate(h, size=s0.shape[-2:], mode='nearest')
         return self.decoder_layer_0(torch.cat([h, s0], 1))
 
+# %% ../nbs/05_vgg.ipynb #66f08ee4
+def train_vgg_autoencoder(enc: VGGEncoder,        # seeded VGG, trained in place up to relu3_1 and frozen after
+                  images: torch.Tensor,    # (N, 3, S, S) uint8: the world's training photos and paintings
+                  steps: int = 800,        # Adam steps
+                  seed: int = 0,           # crops, flips and the decoder's init (the global RNG is left as it was)
+                  batch_size: int = 16,
+                  crop: int = 64,          # random crop side (the whole image when S is smaller)
+                  lr: float = 1e-3,
+                  progress: bool = True,   # tqdm bar
+                 ) -> dict:                # {'steps', 'l1_first', 'l1_last', 'seconds'}
+    "Train `enc` as the encoder (input → relu3_1) of a small L1 autoencoder on random crops of `images`, then freeze it."
+    import time
+    from tqdm.auto import tqdm
+    from clast.data import train_transform
+    t0 = time.time(); C = enc.channels['relu3_1']
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        dec = nn.Sequential(nn.Conv2d(C, 64, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 3, padding=1),
+                            nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(32, 3, 3, padding=1))
+        for p in enc.parameters(): p.requires_grad_(True)
+        opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr)
+        tf = train_transform(images.shape[-1], min(crop, images.shape[-1])); losses = []
+        for _ in tqdm(range(steps), desc='world VGG', disable=not progress, mininterval=5):
+            x = torch.stack([tf(images[i].float() / 255) for i in torch.randint(len(images), (batch_size,))]).clamp(0, 1)
+            loss = F.l1_loss(dec(enc(x, ('relu3_1',))['relu3_1']), x)
+            opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+    for p in enc.parameters(): p.requires_grad_(False)
+    enc.eval()
+    return {'steps': steps, 'l1_first': losses[0] if losses else None, 'l1_last': losses[-1] if losses else None,
+            'seconds': round(time.time() - t0, 1)}
+
+# %% ../nbs/05_vgg.ipynb #3e083e52
+def world_vgg_dir(cfg) -> Path: return Path(cfg.data_dir)/'models'/'vgg'
+
+def world_vgg(cfg, log=None) -> VGGEncoder:
+    "A VGG trained in the miniature world (`train_vgg_autoencoder` on its training photos and paintings), trained once and cached."
+    import hashlib, json
+    from dataclasses import asdict
+    from clast.toyworld import build_world, cached_weights
+    from clast.clip import world_photos, world_paintings
+    world = build_world(cfg, log=log)
+    key = hashlib.sha256(json.dumps(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=1), sort_keys=True).encode()).hexdigest()[:16]
+    enc = seeded_init(VGGEncoder(cfg.vgg.width, cfg.vgg.normalisation), 0)
+    def train():
+        pool = torch.stack(world_photos(world, 'train') + world_paintings(world, 'train')[0])
+        st = train_vgg_autoencoder(enc, pool, cfg.vgg.world_steps, cfg.seed)
+        (log or print)(f"[vgg] world VGG trained in {st['seconds']} s ({st['steps']} steps, L1 {st['l1_first']:.3f} → {st['l1_last']:.3f})")
+        return enc.state_dict(), dict(st, n_images=len(pool), width=cfg.vgg.width)
+    sd, meta = cached_weights(world_vgg_dir(cfg), key, train, 'vgg')
+    enc.load_state_dict(sd); enc.stats = meta
+    for p in enc.parameters(): p.requires_grad_(False)
+    return enc.eval()
+
 # %% ../nbs/05_vgg.ipynb #a60713a4
 def vgg_from_config(cfg, pretrained: bool = True) -> VGGEncoder:
-    "The run's frozen VGG: 'toy'/'random' → seeded init; 'torchvision'; or a vgg_normalised.pth path. `pretrained=False`: seeded init."
-    v = cfg.vgg; enc = VGGEncoder(v.width, v.normalisation)
+    "The run's frozen VGG: 'toy'/'random' → seeded init; 'world' → `world_vgg(cfg)`; 'torchvision'; or a vgg_normalised.pth path. `pretrained=False`: seeded init."
+    v = cfg.vgg
+    if pretrained and v.weights == 'world': return world_vgg(cfg)
+    enc = VGGEncoder(v.width, v.normalisation)
     if not pretrained or v.weights in ('toy', 'random', ''): return seeded_init(enc, 0)
     if v.weights == 'torchvision': return load_torchvision_vgg19(enc)
     return load_vgg_normalised(enc, v.weights)
