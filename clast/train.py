@@ -18,6 +18,7 @@ from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
 from .toyworld import build_world, judge_from_config
+from .vgg import vgg_from_config
 from .model import CLAST
 
 # %% auto #0
@@ -156,9 +157,7 @@ def loss_vgg(model,        # a `CLAST`
     "The frozen VGG of stage 2's content and style losses (callable `vgg(x in [0,1], taps=...) -> dict`), on the model's device."
     which = 'encoder' if cfg is None else cfg.loss.vgg
     if which == 'encoder': return model.encoder.vgg
-    if which == 'random':
-        from clast.vgg import vgg_from_config
-        return vgg_from_config(cfg, pretrained=False).to(next(model.parameters()).device).eval()
+    if which == 'random': return vgg_from_config(cfg, pretrained=False).to(next(model.parameters()).device).eval()
     raise ValueError(f"unknown loss.vgg {which!r}; choose 'encoder' or 'random'")
 
 # %% ../nbs/10_train.ipynb #b7b56dad

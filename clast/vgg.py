@@ -4,10 +4,15 @@
 
 # %% ../nbs/05_vgg.ipynb #e06507ca
 from __future__ import annotations
-import math
+import hashlib, json, math, time
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
+from tqdm.auto import tqdm
+from .data import train_transform
+from .toyworld import build_world, cached_weights
+from .clip import world_photos, world_paintings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,18 +148,15 @@ class Decoder(nn.Module):
 
 # %% ../nbs/05_vgg.ipynb #66f08ee4
 def train_vgg_autoencoder(enc: VGGEncoder,        # seeded VGG, trained in place up to relu3_1 and frozen after
-                  images: torch.Tensor,    # (N, 3, S, S) uint8: the world's training photos and paintings
-                  steps: int = 800,        # Adam steps
-                  seed: int = 0,           # crops, flips and the decoder's init (the global RNG is left as it was)
-                  batch_size: int = 16,
-                  crop: int = 64,          # random crop side (the whole image when S is smaller)
-                  lr: float = 1e-3,
-                  progress: bool = True,   # tqdm bar
-                 ) -> dict:                # {'steps', 'l1_first', 'l1_last', 'seconds'}
+                          images: torch.Tensor,    # (N, 3, S, S) uint8: the world's training photos and paintings
+                          steps: int = 800,        # Adam steps
+                          seed: int = 0,           # crops, flips and the decoder's init (the global RNG is left as it was)
+                          batch_size: int = 16,
+                          crop: int = 64,          # random crop side (the whole image when S is smaller)
+                          lr: float = 1e-3,
+                          progress: bool = True,   # tqdm bar
+                         ) -> dict:                # {'steps', 'l1_first', 'l1_last', 'seconds'}
     "Train `enc` as the encoder (input → relu3_1) of a small L1 autoencoder on random crops of `images`, then freeze it."
-    import time
-    from tqdm.auto import tqdm
-    from clast.data import train_transform
     t0 = time.time(); C = enc.channels['relu3_1']
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -177,10 +179,6 @@ def world_vgg_dir(cfg) -> Path: return Path(cfg.data_dir)/'models'/'vgg'
 
 def world_vgg(cfg, log=None) -> VGGEncoder:
     "A VGG trained in the miniature world (`train_vgg_autoencoder` on its training photos and paintings), trained once and cached."
-    import hashlib, json
-    from dataclasses import asdict
-    from clast.toyworld import build_world, cached_weights
-    from clast.clip import world_photos, world_paintings
     world = build_world(cfg, log=log)
     key = hashlib.sha256(json.dumps(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=1), sort_keys=True).encode()).hexdigest()[:16]
     enc = seeded_init(VGGEncoder(cfg.vgg.width, cfg.vgg.normalisation), 0)
