@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .config import Config, get_config, save_config, stamp
+from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, stamp
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
@@ -195,8 +195,9 @@ def run_dir(cfg: Config, stage: str) -> Path:
     "Where a stage's run lives: `cfg.runs_dir/'train'/stage`."
     return cfg.runs_dir/'train'/stage
 
-# options added after runs had been cached, with their defaults: (section, ..., field) → default
-_ADDED_OPTIONS = {('train', 'stage', 'lr_schedule'): 'constant', ('vgg', 'world_steps'): 800, ('loss', 'vgg'): 'encoder'}
+# options added after runs had been cached, with their defaults (read from the config classes): (section, ..., field) → default
+_ADDED_OPTIONS = {('train', 'stage', 'lr_schedule'): StageCfg.lr_schedule, ('vgg', 'world_steps'): VggCfg.world_steps,
+                  ('loss', 'vgg'): LossCfg.vgg}
 
 def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     d = cfg.to_dict()
