@@ -18,7 +18,7 @@ from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
 from .toyworld import build_world, judge_from_config
-from .vgg import vgg_from_config
+from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
 # %% auto #0
@@ -204,6 +204,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
+    if d['vgg']['weights'] == 'world': keep['vgg']['recipe'] = WORLD_VGG_VERSION   # the world VGG's weights follow its recipe too
     for path, default in _ADDED_OPTIONS.items():   # at their default, options added later are left out: older runs keep their fingerprint
         *outer, last = path; node = keep
         for p in outer: node = node.get(p, {})

@@ -30,8 +30,8 @@ def vgg19_features(width: float = 1.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'vgg19_features', 'VGGEncoder', 'conv_indices',
-           'load_vgg_normalised', 'load_torchvision_vgg19', 'seeded_init', 'Encoder', 'Decoder',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'WORLD_VGG_VERSION', 'vgg19_features', 'VGGEncoder',
+           'conv_indices', 'load_vgg_normalised', 'load_torchvision_vgg19', 'seeded_init', 'Encoder', 'Decoder',
            'train_vgg_autoencoder', 'world_vgg_dir', 'world_vgg', 'vgg_from_config']
 
 # %% ../nbs/05_vgg.ipynb #5e3e3efa
@@ -177,10 +177,12 @@ def train_vgg_autoencoder(enc: VGGEncoder,        # seeded VGG, trained in place
 # %% ../nbs/05_vgg.ipynb #3e083e52
 def world_vgg_dir(cfg) -> Path: return Path(cfg.data_dir)/'models'/'vgg'
 
+WORLD_VGG_VERSION = 1   # the recipe of `train_vgg_autoencoder`: bump it when the recipe changes, so cached weights and runs trained on the old ones go stale
+
 def world_vgg(cfg, log=None) -> VGGEncoder:
     "A VGG trained in the miniature world (`train_vgg_autoencoder` on its training photos and paintings), trained once and cached."
     world = build_world(cfg, log=log)
-    key = hashlib.sha256(json.dumps(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=1), sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=WORLD_VGG_VERSION), sort_keys=True).encode()).hexdigest()[:16]
     enc = seeded_init(VGGEncoder(cfg.vgg.width, cfg.vgg.normalisation), 0)
     def train():
         pool = torch.stack(world_photos(world, 'train') + world_paintings(world, 'train')[0])
