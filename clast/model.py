@@ -139,7 +139,7 @@ def save(self, path) -> Path:
     "Write `path` (safetensors, all weights but CLIP) and `path`.json (the config), atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    save_file(state_without_clip(self), str(tmp), metadata={'format': 'clast', 'profile': self.cfg.profile})
+    save_file(state_without_clip(self), str(tmp), metadata={'format': 'clast'})   # one key: the bytes do not depend on the process
     save_config(self.cfg, path.with_suffix('.json')); os.replace(tmp, path)
     return path
 
