@@ -367,6 +367,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'clast.toyworld.palette_map': ('toyworld.html#palette_map', 'clast/toyworld.py'),
                                 'clast.toyworld.photo_crops': ('toyworld.html#photo_crops', 'clast/toyworld.py'),
                                 'clast.toyworld.photo_split': ('toyworld.html#photo_split', 'clast/toyworld.py'),
+                                'clast.toyworld.resample': ('toyworld.html#resample', 'clast/toyworld.py'),
                                 'clast.toyworld.skimage_photo': ('toyworld.html#skimage_photo', 'clast/toyworld.py'),
                                 'clast.toyworld.train_judge': ('toyworld.html#train_judge', 'clast/toyworld.py'),
                                 'clast.toyworld.world_artists_for': ('toyworld.html#world_artists_for', 'clast/toyworld.py')},

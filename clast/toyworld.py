@@ -16,8 +16,9 @@ from .config import Config, get_config
 
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
-           'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'build_world', 'ArtistJudge', 'train_judge',
-           'cached_weights', 'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo', 'oracle_deception']
+           'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'build_world', 'ArtistJudge', 'resample',
+           'train_judge', 'cached_weights', 'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo',
+           'oracle_deception']
 
 # %% ../nbs/03_toyworld.ipynb #37554ff0
 PALETTES = {
@@ -81,7 +82,7 @@ def composition(rng: np.random.Generator, size: int, palette: list) -> tuple:
 def _lum(c): return c @ np.array([0.299, 0.587, 0.114])
 
 def _dots(c, lab, rng, pal):
-    S = c.shape[0]; k = max(3, S // 22); yy, xx = np.mgrid[0:S, 0:S]
+    S = c.shape[0]; k = max(3, S // 11); yy, xx = np.mgrid[0:S, 0:S]
     n = S // k + 2; jit = rng.uniform(-0.25, 0.25, (n, n, 2)) * k
     cy, cx = yy // k, xx // k
     ctr_y = np.clip(cy * k + k / 2 + jit[cy, cx, 0], 0, S - 1); ctr_x = np.clip(cx * k + k / 2 + jit[cy, cx, 1], 0, S - 1)
@@ -91,7 +92,7 @@ def _dots(c, lab, rng, pal):
     return np.where((d < 0.42 * k)[..., None], col, bg)
 
 def _hatch(c, lab, rng, pal):
-    S = c.shape[0]; yy, xx = np.mgrid[0:S, 0:S]; p = max(3, S // 32)
+    S = c.shape[0]; yy, xx = np.mgrid[0:S, 0:S]; p = max(3, S // 16)
     L = _lum(c); L = (L - L.min()) / max(np.ptp(L), 1e-6)
     l1 = ((xx + yy) % p) < (1 - L) * p * 0.8
     l2 = ((xx - yy) % p) < np.clip(0.5 - L, 0, 1) * p * 1.6
@@ -131,11 +132,11 @@ def _outline(c, lab, rng, pal):
     return np.where(b[..., None], 0.05, flat)
 
 def _tiles(c, lab, rng, pal):
-    S = c.shape[0]; k = max(4, S // 14); n = -(-S // k)
+    S = c.shape[0]; k = max(4, S // 7); n = -(-S // k)
     pad = np.pad(c, ((0, n * k - S), (0, n * k - S), (0, 0)), mode='edge')
     m = pad.reshape(n, k, n, k, 3).mean((1, 3)) + rng.normal(0, 0.06, (n, n, 3))
     t = np.repeat(np.repeat(m, k, 0), k, 1)[:S, :S]
-    yy, xx = np.mgrid[0:S, 0:S]; grout = (yy % k == 0) | (xx % k == 0)
+    yy, xx = np.mgrid[0:S, 0:S]; g = max(1, S // 64); grout = (yy % k < g) | (xx % k < g)
     return np.where(grout[..., None], 0.88, t)
 
 def _drips(c, lab, rng, pal):
@@ -217,7 +218,7 @@ def photo_crops(name: str, n: int, size: int, seed: int) -> list:
     return out
 
 # %% ../nbs/03_toyworld.ipynb #9aadce2d
-WORLD_VERSION = 2   # bump when the generator changes: cached worlds are rebuilt
+WORLD_VERSION = 3   # bump when the generator changes: cached worlds are rebuilt (3: dots, hatching and tiles twice as coarse)
 
 @dataclass
 class World:
@@ -310,8 +311,19 @@ def _paintings(world: World, split: str):
     x = torch.stack([torch.from_numpy(np.array(Image.open(world.root/r['file']).convert('RGB'))).permute(2, 0, 1) for r in rows])
     return x.float() / 255, torch.tensor([r['label'] for r in rows])
 
-def _augment(x: torch.Tensor, gen: torch.Generator, crop: int) -> torch.Tensor:
+def resample(x: torch.Tensor,   # (B,3,H,W) images in [0,1]
+             k: float,         # shrink factor (1 = unchanged)
+            ) -> torch.Tensor:
+    "`x` shrunk `k` times (antialiased) and enlarged back to its size (bilinear): the detail a rendering from features at 1/k of the side can keep."
+    if k == 1: return x
+    h, w = x.shape[-2:]
+    small = F.interpolate(x, size=(max(1, round(h / k)), max(1, round(w / k))), mode='bilinear', antialias=True, align_corners=False)
+    return F.interpolate(small, size=(h, w), mode='bilinear', align_corners=False).clamp(0, 1)
+
+def _augment(x: torch.Tensor, gen: torch.Generator, crop: int, max_resample: float = 2.0) -> torch.Tensor:
     B, _, H, W = x.shape
+    k = 1 + (max_resample - 1) * torch.rand((), generator=gen).item()   # a random 1-2x resample: style, not pixel sharpness
+    x = resample(x, k)
     i, j = torch.randint(0, H - crop + 1, (1,), generator=gen).item(), torch.randint(0, W - crop + 1, (1,), generator=gen).item()
     x = x[:, :, i:i + crop, j:j + crop]
     flip = torch.rand(B, generator=gen) < 0.5
@@ -376,7 +388,7 @@ def judge_dir(cfg: Config) -> Path: return cfg.data_dir/'models'/'judge'
 def judge_from_config(cfg: Config, log=None) -> ArtistJudge:
     "The world's trained judge (trained and cached on first use)."
     world = build_world(cfg, log=log)
-    key = hashlib.sha256(f"{world.key}-{cfg.world.judge_steps}-{cfg.seed}-v2".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{world.key}-{cfg.world.judge_steps}-{cfg.seed}-v3".encode()).hexdigest()[:16]   # v3: resampling augmentation
     def train():
         t0 = time.time()
         with torch.random.fork_rng():

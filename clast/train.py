@@ -17,7 +17,7 @@ from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, 
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
-from .toyworld import build_world, judge_from_config
+from .toyworld import build_world, judge_from_config, resample
 from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
@@ -382,9 +382,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 def resampled_ssim(x: torch.Tensor,   # (3,S,S) image in [0, 1]
                    k: int) -> float:    # shrink factor
     "SSIM of `x` after shrinking it `k` times (antialiased) and enlarging it back (bilinear): what a reconstruction from features at 1/k of the side keeps without inventing detail."
-    y = F.interpolate(F.interpolate(x[None], scale_factor=1 / k, mode='bilinear', antialias=True, align_corners=False),
-                      size=x.shape[-2:], mode='bilinear', align_corners=False)[0]
-    return ssim(y.clamp(0, 1), x)
+    return ssim(resample(x[None], k)[0], x)
 
 def heldout_photos(cfg: Config, n: int = None) -> list:
     "Up to `n` (default `cfg.eval.n_photos`) held-out photos as (3,S,S) float tensors, S = `cfg.world.image_size`."
@@ -408,14 +406,23 @@ def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
 
 # %% ../nbs/10_train.ipynb #5487869f
 @torch.no_grad()
-def evaluate_stage1(cfg: Config, model) -> dict:
-    "Mean SSIM between held-out photos and their reconstructions, plus the images."
+def evaluate_stage1(cfg: Config, model,
+                    judge=None,        # the artist judge (default: the world's); None-able only for the default
+                    batch: int = 32,   # paintings per forward pass
+                   ) -> dict:
+    "Mean SSIM between held-out photos and their reconstructions (plus the images), and the share of held-out paintings whose reconstruction the judge still gives to their artist."
     model.eval()
     photos = heldout_photos(cfg)
     x = torch.stack(photos)
     rec = model(x, model.embed_style(x)).clamp(0, 1)
+    # the ceiling of stage 2: a painting the model cannot even redraw recognisably, it cannot paint from a photo either
+    world = build_world(cfg); judge = judge if judge is not None else judge_from_config(cfg)
+    tp, tl = world_paintings(world, 'test'); tp = torch.stack(tp).float() / 255
+    pred = torch.cat([judge.predict(model(b, model.embed_style(b)).clamp(0, 1)) for b in tp.split(batch)])
+    hits = (pred == tl).float()
     return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec,
-            'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)}}   # yardsticks
+            'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)},   # yardsticks
+            'judge_recon': float(hits.mean()), 'judge_recon_per_artist': [float(hits[tl == a].mean()) for a in range(len(world_artists(world)))]}
 
 @torch.no_grad()
 def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
