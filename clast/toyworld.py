@@ -16,8 +16,8 @@ from .config import Config, get_config
 
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
-           'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'build_world', 'ArtistJudge', 'resample',
-           'train_judge', 'cached_weights', 'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo',
+           'paint', 'skimage_photo', 'photo_split', 'photo_crops', 'World', 'world_key', 'build_world', 'ArtistJudge',
+           'resample', 'train_judge', 'cached_weights', 'judge_dir', 'judge_from_config', 'palette_map', 'paint_photo',
            'oracle_deception']
 
 # %% ../nbs/03_toyworld.ipynb #37554ff0
@@ -231,7 +231,8 @@ class World:
     @property
     def names(self) -> list: return [a.name for a in self.artists]
 
-def _world_key(cfg: Config) -> str:
+def world_key(cfg: Config) -> str:
+    "Hash of everything the world's files depend on (generator version, seed, `cfg.world`, artists): what caches and training runs downstream must key on."
     d = dict(version=WORLD_VERSION, seed=cfg.seed, world=asdict(cfg.world), artists=[asdict(a) for a in world_artists_for(cfg)])
     d['world'].pop('judge_steps', None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
@@ -267,7 +268,7 @@ def _write_world(cfg: Config, dest: Path, key: str):
 
 def build_world(cfg: Config, root=None, log=None) -> World:
     "Build (or reuse) the miniature world of `cfg` under `root` (default `cfg.data_dir/'world'`)."
-    root = Path(root or cfg.data_dir/'world'); key = _world_key(cfg)
+    root = Path(root or cfg.data_dir/'world'); key = world_key(cfg)
     world = World(root, world_artists_for(cfg), key)
     def ok():
         try: return json.loads((root/'manifest.json').read_text())['key'] == key

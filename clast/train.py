@@ -17,7 +17,7 @@ from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, 
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
-from .toyworld import build_world, judge_from_config, resample
+from .toyworld import build_world, judge_from_config, resample, world_key
 from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
@@ -205,6 +205,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
     if d['vgg']['weights'] == 'world': keep['vgg']['recipe'] = WORLD_VGG_VERSION   # the world VGG's weights follow its recipe too
+    if cfg.miniature: keep['world_key'] = world_key(cfg)   # the generator's version too: a new world retrains the runs on it
     for path, default in _ADDED_OPTIONS.items():   # at their default, options added later are left out: older runs keep their fingerprint
         *outer, last = path; node = keep
         for p in outer: node = node.get(p, {})
