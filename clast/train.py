@@ -408,7 +408,7 @@ def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
 # %% ../nbs/10_train.ipynb #5487869f
 @torch.no_grad()
 def evaluate_stage1(cfg: Config, model,
-                    judge=None,        # the artist judge (default: the world's); None-able only for the default
+                    judge=None,        # the artist judge (None: the world's, `judge_from_config`)
                     batch: int = 32,   # paintings per forward pass
                    ) -> dict:
     "Mean SSIM between held-out photos and their reconstructions (plus the images), and the share of held-out paintings whose reconstruction the judge still gives to their artist."
