@@ -396,6 +396,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'clast.train.make_scaler': ('train.html#make_scaler', 'clast/train.py'),
                              'clast.train.plot_losses': ('train.html#plot_losses', 'clast/train.py'),
                              'clast.train.plot_stylized': ('train.html#plot_stylized', 'clast/train.py'),
+                             'clast.train.provenance': ('train.html#provenance', 'clast/train.py'),
                              'clast.train.read_log': ('train.html#read_log', 'clast/train.py'),
                              'clast.train.reference_paintings': ('train.html#reference_paintings', 'clast/train.py'),
                              'clast.train.resampled_ssim': ('train.html#resampled_ssim', 'clast/train.py'),

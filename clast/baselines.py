@@ -12,10 +12,10 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .config import Config, stamp
 from .clip import world_artists
-from .toyworld import build_world, world_key
-from .vgg import VGGEncoder, vgg_from_config, WORLD_VGG_VERSION
+from .toyworld import build_world
+from .vgg import VGGEncoder, vgg_from_config
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
-from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, sha256_file
+from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, sha256_file, provenance
 from .train import reference_paintings
 
 # %% auto #0
@@ -101,9 +101,7 @@ def _adain_settings(cfg, iters, batch_size, lr, style_weight, width, size) -> di
 
 def _adain_fingerprint(cfg: Config, settings: dict) -> str:
     d = cfg.to_dict()
-    keep = {'seed': d['seed'], 'world': d['world'], 'vgg': d['vgg'], 'adain': settings, 'version': 1}
-    if cfg.miniature: keep['world_key'] = world_key(cfg)                                   # a new world generator retrains it
-    if d['vgg']['weights'] == 'world': keep['vgg'] = {**d['vgg'], 'recipe': WORLD_VGG_VERSION}   # and so does a new VGG recipe
+    keep = provenance(cfg, {'seed': d['seed'], 'world': d['world'], 'vgg': d['vgg'], 'adain': settings, 'version': 1})   # + world key, VGG recipe
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def load_adain(cfg: Config, path=None) -> AdaINNet:

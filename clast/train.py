@@ -24,7 +24,7 @@ from .model import CLAST
 # %% auto #0
 __all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
            'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'lr_at', 'run_dir', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim',
+           'lr_at', 'run_dir', 'provenance', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim',
            'resampled_ssim', 'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2',
            'plot_losses', 'plot_stylized']
 
@@ -199,13 +199,18 @@ def run_dir(cfg: Config, stage: str) -> Path:
 _ADDED_OPTIONS = {('train', 'stage', 'lr_schedule'): StageCfg.lr_schedule, ('vgg', 'world_steps'): VggCfg.world_steps,
                   ('loss', 'vgg'): LossCfg.vgg}
 
+def provenance(cfg: Config, keep: dict) -> dict:
+    "`keep` (a fingerprint's config sections) plus what the config does not show: the world VGG's recipe and, in the miniature world, the world's key."
+    if keep.get('vgg', {}).get('weights') == 'world': keep['vgg'] = {**keep['vgg'], 'recipe': WORLD_VGG_VERSION}   # the VGG's weights follow its recipe
+    if cfg.miniature: keep['world_key'] = world_key(cfg)   # and the generator's version: a new world retrains what was trained on the old one
+    return keep
+
 def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     d = cfg.to_dict()
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
-    if d['vgg']['weights'] == 'world': keep['vgg']['recipe'] = WORLD_VGG_VERSION   # the world VGG's weights follow its recipe too
-    if cfg.miniature: keep['world_key'] = world_key(cfg)   # the generator's version too: a new world retrains the runs on it
+    provenance(cfg, keep)
     for path, default in _ADDED_OPTIONS.items():   # at their default, options added later are left out: older runs keep their fingerprint
         *outer, last = path; node = keep
         for p in outer: node = node.get(p, {})
