@@ -168,7 +168,10 @@ def _toy() -> Config:
     c.loss.lpips_net = 'alex'                 # random-backbone LPIPS; VGG-16 LPIPS costs ~25x more on CPU
     # stage 2 on 64² crops of the 128² images (texture at its native scale, 4x cheaper per step): 1500 steps in the
     # time 600 took at 128², and the judge names the requested artist more often (0.20/0.13 vs 0.13/0.03, see 21_train)
-    c.train.stage2 = StageCfg(iters=1500, batch_size=8, lr=5e-4, load_size=128, crop_size=64)
+    # in world 3 it runs 2000 steps under a cosine rate (stage 2 alone from the same stage-1 model: constant 5e-4 for 1500
+    # steps 0.70/0.70 at SSIM 0.32; cosine 0.70/0.77 at 0.34; + SupCon weight 0.5 0.73/0.77 at 0.40; 2000 steps 0.77/0.77 at
+    # 0.38, 11 min; see 21_train)
+    c.train.stage2 = StageCfg(iters=2000, batch_size=8, lr=5e-4, load_size=128, crop_size=64, lr_schedule='cosine')
     # a VGG trained in the world (05_vgg) instead of the seeded random one, 6000 autoencoder steps (9 min, cached): stage 1
     # reconstructs held-out photos at SSIM 0.627 (0.588 after 3000 steps, 0.530 after 800; 0.345 with the random VGG). On it
     # stage 2 at lr 1e-3 collapsed and lr 5e-4 does not; its smaller Gram matrices need a heavier style weight for the paper's
@@ -178,6 +181,9 @@ def _toy() -> Config:
     c.vgg = VggCfg(weights='world', world_steps=6000)
     c.train.stage1 = StageCfg(iters=1600, batch_size=8, lr=1e-3, lr_schedule='cosine')
     c.loss.style = 400.0
+    # SupCon at the paper's weight 2 pulls the outputs apart in the mini CLIP's space more than in style: at 0.5 the photo
+    # keeps more of its structure (SSIM 0.40 vs 0.34) and the judge is fooled as often or more (0.25: the same as 0.5)
+    c.loss.supcon = 0.5
     return c
 
 def _smoke() -> Config:

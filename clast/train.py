@@ -22,11 +22,11 @@ from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
 # %% auto #0
-__all__ = ['step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
-           'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg', 'training_data', 'make_batch',
-           'lr_at', 'run_dir', 'provenance', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim',
-           'resampled_ssim', 'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2',
-           'plot_losses', 'plot_stylized']
+__all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint',
+           'load_checkpoint', 'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
+           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'stage1_indices', 'train_stage1',
+           'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim', 'heldout_photos', 'reference_paintings',
+           'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -205,9 +205,12 @@ def provenance(cfg: Config, keep: dict) -> dict:
     if cfg.miniature: keep['world_key'] = world_key(cfg)   # and the generator's version: a new world retrains what was trained on the old one
     return keep
 
+STAGE1_LOSS = ('lpips', 'lpips_net', 'source_text')   # the `cfg.loss` options stage 1 reads; the others weigh stage 2's terms
+
 def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
     d = cfg.to_dict()
     keep = {k: d[k] for k in ('seed', 'world', 'clip', 'vgg', 'model', 'loss')}
+    if stage == 'stage1': keep['loss'] = {k: d['loss'][k] for k in STAGE1_LOSS}   # a stage-2 weight does not retrain stage 1
     keep['train'] = {'stage': d['train'][stage], 'amp': d['train']['amp']}
     if stage == 'stage1' and d['train'].get('stage1_paintings'): keep['train']['paintings'] = d['train']['stage1_paintings']
     provenance(cfg, keep)
