@@ -18,6 +18,7 @@ help:
 	@echo "make test-slow         the same, also running '#| slow' cells"
 	@echo "make reproduce PROFILE=toy|paper   run the experiment chain with papermill into runs/<profile>, figures/<profile>"
 	@echo "make bench             CPU benchmarks -> figures/bench/cpu.json"
+	@echo "make build-scan        compile the CPU selective scan once (cached outside the repo; backend auto then uses it)"
 
 # The venv is (re)built only when pyproject.toml or constraints.txt change.
 $(STAMP): pyproject.toml constraints.txt
@@ -58,3 +59,7 @@ smoke: venv
 
 bench: venv
 	$(PY) -m clast.bench --out figures/bench/cpu.json
+
+.PHONY: build-scan
+build-scan: venv
+	$(PY) -m clast.ssm --build

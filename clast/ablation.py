@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .config import Config, with_overrides
-from .clip import world_artists
-from .toyworld import build_world
+from .sources import source_from_config
 from .model import CLAST
 from .train import train_stage2, run_dir, read_log, load_checkpoint, heldout_photos, artist_prompts
 from .fusion import VARIANTS
@@ -57,7 +56,7 @@ def train_row(cfg: Config,               # the main configuration (profile, seed
 def text_style_score(cfg: Config, model, photos: torch.Tensor = None) -> float:
     "Mean CLIP style score of text-guided stylizations of the held-out photos, over every artist."
     model.eval()
-    names = world_artists(build_world(cfg))
+    names = source_from_config(cfg).artists
     x = torch.stack(heldout_photos(cfg)) if photos is None else photos
     prompts = artist_prompts(cfg, names)
     cond, temb = model.embed_style(prompts, ''), model.clip.encode_text(prompts).float()

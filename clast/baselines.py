@@ -10,9 +10,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .config import Config, stamp
-from .clip import world_artists
-from .toyworld import build_world
+from .config import Config, StageCfg, stamp
+from .sources import source_from_config, TrainBatches
 from .vgg import VGGEncoder, vgg_from_config
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
 from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, sha256_file, provenance
@@ -135,7 +134,10 @@ def train_adain(cfg: Config,                 # profile (seed, world, VGG; defaul
                 return out
         except (OSError, ValueError): pass
         (run/'run.json').unlink(missing_ok=True); (run/'log.jsonl').unlink(missing_ok=True)
-        data = training_data(cfg)
+        src = source_from_config(cfg)   # the world: uint8 pools in memory (global RNG); real data: DataLoader batches
+        data = training_data(cfg) if src.kind == 'world' else None
+        batches = None if data is not None else TrainBatches(src, 'adain', StageCfg(batch_size=st['batch_size'], load_size=st['load_size'],
+                                                                                   crop_size=st['crop_size']), cfg.seed, num_workers=cfg.data.num_workers)
         torch.manual_seed(cfg.seed)
         net = AdaINNet(vgg_from_config(cfg), width=st['width']).train()
         opt = torch.optim.Adam(net.decoder.parameters(), lr=st['lr'])
@@ -144,10 +146,12 @@ def train_adain(cfg: Config,                 # profile (seed, world, VGG; defaul
         t0, terms = time.time(), {}
         for step in tqdm(range(st['iters']), desc=f'{cfg.profile} adain', disable=not progress, mininterval=1.0):
             with seeded(step_seed(cfg.seed, 'adain', step)):
-                ip = torch.randint(len(data['photos']), (st['batch_size'],))
-                ik = torch.randint(len(data['paintings']), (st['batch_size'],))
-                cb = make_batch(data['photos'], ip, st['load_size'], st['crop_size'])
-                sb = make_batch(data['paintings'], ik, st['load_size'], st['crop_size'])
+                if batches is not None: cb, sb, _ = batches.batch(step)
+                else:
+                    ip = torch.randint(len(data['photos']), (st['batch_size'],))
+                    ik = torch.randint(len(data['paintings']), (st['batch_size'],))
+                    cb = make_batch(data['photos'], ip, st['load_size'], st['crop_size'])
+                    sb = make_batch(data['paintings'], ik, st['load_size'], st['crop_size'])
             loss, terms = adain_loss(net, cb, sb, st['style_weight'])
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             if (step + 1) % log_every == 0 or step + 1 == st['iters']:
@@ -225,7 +229,7 @@ def clipstyler(cfg: Config,                       # profile (default steps, seed
 
 def clipstyler_stylize_fn(cfg: Config, clip, **kw):
     "A `stylize_fn(photos, artist_index)` for `metrics.evaluate_method`: CLIPstyler towards the artist prompt (`kw` → `clipstyler`)."
-    names = world_artists(build_world(cfg))
+    names = source_from_config(cfg).artists
     with torch.no_grad():
         temb = clip.encode_text(artist_prompts(cfg, names)).float()
         src = clip.encode_text([cfg.loss.source_text])[0].float()

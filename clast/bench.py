@@ -10,14 +10,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .config import get_config, git_commit, markdown_table, save_json
-from .ssm import bench_scan, selective_scan, resolve_backend, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
+from .ssm import bench_scan, selective_scan, resolve_backend, scan_build_present, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
 
 # %% auto #0
 __all__ = ['CASES', 'FP32', 'FAST_CPU', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory',
-           'chunked_scan', 'bench_scan_all', 'InferenceOpts', 'prepare', 'psnr', 'time_pair', 'paper_model',
-           'bench_e2e', 'fusion_inputs', 'fusion_module', 'attention_matrix_bytes', 'bench_fusion', 'fusion_ratios',
-           'bench_scaling', 'available_bytes', 'bench_memory', 'device_string', 'run_all', 'summary_rows', 'run_cuda',
-           'main']
+           'chunked_scan', 'bench_scan_all', 'InferenceOpts', 'prepare', 'cpu_bf16_native', 'cpu_candidates', 'psnr',
+           'time_pair', 'paper_model', 'bench_e2e', 'fusion_inputs', 'fusion_module', 'attention_matrix_bytes',
+           'bench_fusion', 'fusion_ratios', 'bench_scaling', 'available_bytes', 'bench_memory', 'device_string',
+           'run_all', 'summary_rows', 'run_cuda', 'main']
 
 # %% ../nbs/13_bench.ipynb #56fdef36
 def sync(device) -> None:
@@ -164,7 +164,7 @@ def bench_scan_all(Ls=(1024, 4096, 16384),   # sequence lengths
                    chunked_bwd_max_L: int = 2048,  # longer chunked fwd+bwd runs are not timed (autograd keeps every step: minutes, GiBs)
                    log=None,                  # progress callable, e.g. print
                   ) -> list:
-    "P4 rows: clast.ssm's `bench_scan` columns + chunked-scan times + the fastest method per case, and whether `auto` runs it."
+    "P4 rows: clast.ssm's `bench_scan` columns (torch, and cpp when built) + chunked-scan times + the fastest method per case, and whether `auto` runs it."
     rows = bench_scan(Ls=Ls, ds=ds, n=n, repeats=repeats, ref_max_L=ref_max_L, ref_repeats=repeats)
     auto = resolve_backend('auto', 'cpu')
     for r in rows:
@@ -186,7 +186,7 @@ def bench_scan_all(Ls=(1024, 4096, 16384),   # sequence lengths
                 best_T = min(probe, key=probe.get)
                 t = time_it(run(best_T), repeats=repeats, warmup=0, prior=(probe[best_T],))
                 r[f'chunked_{mode}_s'], r[f'chunked_{mode}_T'] = t['median_s'], best_T
-            cands = {'torch': r[f'torch_{mode}_s'], 'chunked': r[f'chunked_{mode}_s'], 'ref': r[f'ref_{mode}_s']}
+            cands = {'torch': r[f'torch_{mode}_s'], 'cpp': r.get(f'cpp_{mode}_s'), 'chunked': r[f'chunked_{mode}_s'], 'ref': r[f'ref_{mode}_s']}
             cands = {k: v for k, v in cands.items() if v is not None}
             r[f'fastest_{mode}'] = min(cands, key=cands.get)
             for k, v in cands.items(): r[f'{k}/fastest_{mode}'] = v / cands[r[f'fastest_{mode}']]
@@ -226,7 +226,20 @@ def prepare(model: nn.Module, opts: InferenceOpts) -> nn.Module:
     return model
 
 FP32 = InferenceOpts()
-FAST_CPU = InferenceOpts(channels_last=True, bf16=True)
+FAST_CPU = InferenceOpts(channels_last=True, bf16=True)   # worth trying only where bf16 is native (see `cpu_candidates`)
+
+def cpu_bf16_native(capability: str = None,  # a `torch.backends.cpu.get_cpu_capability()` string; None: this CPU's
+                   ) -> bool:
+    "Whether the CPU does bf16 arithmetic natively (AVX512-BF16 or AMX): from torch's capability string and its CPU probes."
+    cap = (capability or torch.backends.cpu.get_cpu_capability()).upper()
+    if any(k in cap for k in ('AVX512_BF16', 'AVX512BF16', 'AMX')): return True
+    if capability is not None: return False
+    probe = lambda n: bool(getattr(torch.cpu, n, lambda: False)())
+    return probe('_is_avx512_bf16_supported') or probe('_is_amx_tile_supported')
+
+def cpu_candidates(capability: str = None) -> list:
+    "Inference settings worth measuring on this CPU: fp32, fp32 + channels-last, and bf16 + channels-last only where bf16 is native."
+    return [FP32, InferenceOpts(channels_last=True)] + ([FAST_CPU] if cpu_bf16_native(capability) else [])
 
 # %% ../nbs/13_bench.ipynb #62e0db9b
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -293,19 +306,19 @@ def fusion_inputs(side: int, widths=FUSION_WIDTHS, cond_dim: int = 512, seed: in
     feats = [torch.rand(1, c, side // s, side // s, generator=g) for c, s in zip(widths, FUSION_STRIDES)]
     return torch.randn(1, cond_dim, generator=g), feats
 
-def fusion_module(kind: str = 'adaln_ssm', widths=FUSION_WIDTHS, cond_dim: int = 512) -> nn.Module:
-    "The three-level fusion `Transform` of clast.fusion at the given widths (random weights, eval mode)."
+def fusion_module(kind: str = 'adaln_ssm', widths=FUSION_WIDTHS, cond_dim: int = 512, backend: str = 'auto') -> nn.Module:
+    "The three-level fusion `Transform` of clast.fusion at the given widths (random weights, eval mode; `backend`: the selective scan's)."
     from clast.fusion import Transform
-    return Transform(kind=kind, cond_dim=cond_dim, in_planes=tuple(widths)).eval()
+    return Transform(kind=kind, cond_dim=cond_dim, in_planes=tuple(widths), backend=backend).eval()
 
 def attention_matrix_bytes(side: int, bytes_per: int = 4) -> int:
     "Bytes of the largest dense attention matrix of the fusion at this image side (level 0: (side/4)² tokens)."
     L = (side // FUSION_STRIDES[0]) ** 2
     return L * L * bytes_per
 
-def _case_fusion(kind='adaln_ssm', side=512, widths=FUSION_WIDTHS):
+def _case_fusion(kind='adaln_ssm', side=512, widths=FUSION_WIDTHS, backend='auto'):
     "Child-process case: one forward of the three-level fusion."
-    m, (cond, feats) = fusion_module(kind, widths), fusion_inputs(side, widths)
+    m, (cond, feats) = fusion_module(kind, widths, backend=backend), fusion_inputs(side, widths)
     def run():
         with torch.inference_mode(): return m(cond, feats)
     return run
@@ -317,7 +330,10 @@ def bench_fusion(sides=(512, 1024, 2048),        # image sides
                  budget_gib: float = 12,         # memory allowance per case; larger attention matrices are estimated
                  repeats: int = 3,               # timed runs per case (median), in the measuring child
                  max_attn_s: float = 120,        # skip attention cases predicted to take longer than this
+                 once_s: float = 20,             # cases predicted to take longer than this run once (the cold run is the time)
+                 dense_attention: bool = False,  # True: assume attention materialises its L×L matrix (skip it beyond the budget)
                  time_sides=None,                # sides whose time is measured (default: all); elsewhere peak memory only
+                 backend: str = 'auto',          # selective-scan backend of the SSM fusion
                  log=None) -> list:
     "P2 rows: time and peak memory of each fusion kind at each side (fresh process per case), with estimates where skipped."
     rows = []
@@ -328,16 +344,19 @@ def bench_fusion(sides=(512, 1024, 2048),        # image sides
             pred_s = None
             if prev is not None and prev.get('median_s'):          # quadratic (attention) or linear extrapolation
                 pred_s = prev['median_s'] * (side / prev['side']) ** (4 if 'attn' in kind and 'lin' not in kind else 2)
-            if 'attn' in kind and row['attn_matrix_bytes'] > budget_gib * 2**30:
+            if dense_attention and 'attn' in kind and row['attn_matrix_bytes'] > budget_gib * 2**30:
                 row.update(ok=False, skipped=f"dense attention matrix alone needs {row['attn_matrix_bytes'] / 2**30:.0f} GiB "
                                              f"> budget {budget_gib:g} GiB", est_peak_bytes=row['attn_matrix_bytes'])
             elif 'attn' in kind and pred_s is not None and pred_s > max_attn_s:
                 row.update(ok=False, skipped=f'predicted {pred_s:.0f} s per run > {max_attn_s:g} s')
             else:
                 timed = time_sides is None or side in time_sides
-                row.update(peak_memory('fusion', kind=kind, side=side, budget_gib=budget_gib, repeats=repeats if timed else 0))
+                once = timed and pred_s is not None and pred_s > once_s
+                row.update(peak_memory('fusion', kind=kind, side=side, backend=backend, budget_gib=budget_gib,
+                                       repeats=repeats if timed and not once else 0, timeout=max(900, 20 * (pred_s or 0))))
                 row.pop('kw', None); row.pop('case', None)
-                if not timed: row['note'] = 'peak memory only (first_s is one cold run)'
+                if once and row.get('ok'): row.update(median_s=row['first_s'], runs=1, note=f'one run (predicted {pred_s:.0f} s > {once_s:g} s): the cold run is the time')
+                elif not timed: row['note'] = 'peak memory only (first_s is one cold run)'
 
             if not row.get('ok') and pred_s is not None: row['est_median_s'] = pred_s
             rows.append(row); prev = row if row.get('ok') else prev
@@ -370,11 +389,11 @@ def bench_scaling(model: nn.Module, sides=(256, 512, 1024, 2048), opts: Inferenc
             del x
     return dict(rows=rows, slope=loglog_slope([r['pixels'] for r in rows], [r['e2e_s'] for r in rows]), opts=opts.name)
 
-def _case_stylize(side=512, channels_last=True, bf16=True, tiny=False):
+def _case_stylize(side=512, channels_last=True, bf16=True, tiny=False, backend='auto'):
     "Child-process case: one `stylize` of a side×side image with the paper-size model (or a smoke one if `tiny`)."
     from clast.model import CLAST
     opts = InferenceOpts(channels_last=channels_last, bf16=bf16)
-    model = CLAST.from_config(get_config('smoke'), pretrained=False) if tiny else paper_model()
+    model = CLAST.from_config(get_config('smoke', {'model.ssm_backend': backend}), pretrained=False) if tiny else paper_model(**{'model.ssm_backend': backend})
     prepare(model, opts)
     x = opts.input(torch.rand(1, 3, side, side))
     with opts.context(): model.embed_style('Claude Monet', model.template)   # fill the model's text cache
@@ -390,12 +409,12 @@ def available_bytes() -> int:
     return 0
 
 def bench_memory(sides=(4096, 2048, 1024), budget_gib: float = 24, opts: InferenceOpts = FAST_CPU,
-                 reserve_gib: float = 2, log=None) -> dict:
+                 reserve_gib: float = 2, backend: str = 'auto', log=None) -> dict:
     "P3 memory: peak of one stylize in a fresh process, largest side first, down to the first side that fits in `budget_gib`."
     rows = []
     for side in sorted(sides, reverse=True):
         avail = available_bytes() - reserve_gib * 2**30
-        r = peak_memory('stylize', side=side, channels_last=opts.channels_last, bf16=opts.bf16,
+        r = peak_memory('stylize', side=side, channels_last=opts.channels_last, bf16=opts.bf16, backend=backend,
                         budget_gib=min(budget_gib, avail / 2**30), timeout=1200)
         row = dict(side=side, opts=opts.name, **{k: v for k, v in r.items() if k not in ('kw', 'case')})
         if not row.get('ok') and avail < budget_gib * 2**30: row['note'] = f'only {avail / 2**30:.1f} GiB were available'
@@ -416,12 +435,15 @@ def device_string(device='cpu') -> str:
     except (OSError, StopIteration): pass
     return f"cpu: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
-def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=True)) -> dict:
+def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=True),
+            scan_backend: str = 'auto') -> dict:   # the model's selective scan: auto | torch | cpp (see clast.ssm)
     "P1–P4 on CPU; `quick` shrinks every size (a smoke test of the whole pipeline, not a measurement)."
     torch.set_num_threads(threads)
     t_start = time.perf_counter()
     out = dict(device=device_string(), commit=git_commit(), threads=threads, quick=quick,
-               load_avg_start=os.getloadavg())
+               load_avg_start=os.getloadavg(), scan_backend=resolve_backend(scan_backend, 'cpu'),
+               scan_backend_asked=scan_backend, scan_cpp_built=scan_build_present())
+    log(f"selective scan: backend={scan_backend!r} runs {out['scan_backend']!r} (compiled scan built: {out['scan_cpp_built']})")
     # P4: the three scan shapes of the model at 512² (d_inner, L) = (128, 128²), (384, 64²), (1024, 32²)
     cases = [(256, 128), (64, 384)] if quick else [(16384, 128), (4096, 384), (1024, 1024)]
     out['p4_scan'] = [r for L, d in cases for r in bench_scan_all(Ls=(L,), ds=(d,), chunks=(64, 256),
@@ -429,11 +451,13 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
     for r in out['p4_scan']:
         log(f"P4 L={r['L']} d={r['d']}: fastest fwd {r['fastest_fwd']} ({r[r['fastest_fwd'] + '_fwd_s']:.3f} s), "
             f"fwd+bwd {r['fastest_fwd_bwd']} ({r[r['fastest_fwd_bwd'] + '_fwd_bwd_s']:.3f} s); torch/ref/chunked fwd "
-            f"{r['torch_fwd_s']:.3f}/{r['ref_fwd_s']:.3f}/{r['chunked_fwd_s']:.3f} s; backend='auto' runs {r['auto_fwd']}")
+            f"{r['torch_fwd_s']:.3f}/{r['ref_fwd_s']:.3f}/{r['chunked_fwd_s']:.3f} s"
+            + (f", cpp {r['cpp_fwd_s']:.3f} s" if 'cpp_fwd_s' in r else '') + f"; backend='auto' runs {r['auto_fwd']}")
     # P1
     side1 = 128 if quick else 512
-    model = paper_model()
-    variants = [FP32, FAST_CPU]   # fp32+channels-last alone was slower than fp32 on this CPU: not worth its minute
+    model = paper_model(**{'model.ssm_backend': scan_backend})
+    variants = cpu_candidates()   # bf16 only where the CPU has it natively; channels-last is measured, not assumed
+    out.update(cpu_capability=torch.backends.cpu.get_cpu_capability(), bf16_native=cpu_bf16_native(), candidates=[o.name for o in variants])
     p1, outs, x = [], {}, torch.rand(1, 3, side1, side1, generator=torch.Generator().manual_seed(1))
     for o in variants:
         r = bench_e2e(model, side1, o, repeats=1 if quick else 3)
@@ -449,7 +473,7 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
                p1_e2e_over_convs_512_fp32=p1[0]['e2e_over_convs'])
     # P2
     sides2 = (64, 128, 256) if quick else (512, 1024, 2048)
-    out['p2_fusion'] = bench_fusion(sides2, repeats=1 if quick else 3, time_sides=sides2[:2], log=lambda r: log(
+    out['p2_fusion'] = bench_fusion(sides2, repeats=1 if quick else 3, time_sides=sides2[:2], backend=scan_backend, log=lambda r: log(
         f"P2 {r['kind']} {r['side']}²: " + (f"{r['median_s'] if 'median_s' in r else r['first_s']:.3f} s{'' if 'median_s' in r else ' (1 cold run)'}, peak {r['peak_bytes'] / 2**20:.0f} MiB" if r.get('ok')
                                             else f"not run: {r.get('skipped') or r.get('error')}")))
     rat = fusion_ratios(out['p2_fusion'], sides2[1])
@@ -462,7 +486,7 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
         f"P3 {r['side']}²: {r['e2e_s']:.3f} s ({r['us_per_pixel']:.2f} µs/pixel)"))
     del model; gc.collect()
     out.update(p3_scaling=sc, p3_loglog_slope=sc['slope'])
-    mem = bench_memory((256, 128) if quick else (4096, 2048, 1024), budget_gib=24, opts=chosen, log=lambda r: log(
+    mem = bench_memory((256, 128) if quick else (4096, 2048, 1024), budget_gib=24, opts=chosen, backend=scan_backend, log=lambda r: log(
         f"P3 memory {r['side']}²: " + (f"peak {r['peak_bytes'] / 2**30:.2f} GiB, {r['first_s']:.1f} s" if r.get('ok')
                                        else f"not run: {r.get('skipped') or r.get('error')}")))
     out.update(p3_memory=mem, max_side_stylized_24gib=mem['max_side'])
@@ -513,6 +537,8 @@ def main(argv=None):
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='cpu: P1-P4; cuda: ms per image on a GPU')
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads')
     p.add_argument('--quick', action='store_true', help='tiny sizes: checks the pipeline, measures nothing')
+    p.add_argument('--scan', default='auto', choices=('auto', 'torch', 'cpp'),
+                   help="selective-scan backend of the model: auto runs the compiled 'cpp' scan when it is built (make build-scan)")
     a = p.parse_args(argv)
     if a.child: return _child(a.child)
     cfg = get_config('paper')
@@ -520,7 +546,7 @@ def main(argv=None):
         res = run_cuda()
         print(markdown_table(res['rows']))
     else:
-        res = run_all(quick=a.quick, threads=a.threads)
+        res = run_all(quick=a.quick, threads=a.threads, scan_backend=a.scan)
         print(markdown_table(summary_rows(res)))
         print(f"total {res['total_s']:.0f} s on {res['device']}")
     print('wrote', save_json(res, a.out, cfg, benchmark='clast.bench', device_kind=a.device))

@@ -10,11 +10,12 @@ from .config import get_config
 
 # %% auto #0
 __all__ = ['CONTEXT_LENGTH', 'IMAGE_EXTS', 'VIDEO_EXTS', 'MAX_PIXELS', 'MIN_SIDE', 'OFFICIAL_DRIVE_ID', 'OFFICIAL_ENV',
-           'CKPT_SUFFIXES', 'OFFICIAL_SUFFIXES', 'TRAIN_MINUTES', 'EPILOG', 'CliError', 'ItemError', 'one_line',
-           'slugify', 'parse_mix', 'check_prompt', 'is_video', 'collect_inputs', 'plan_output', 'ensure_writable',
-           'image_size', 'read_image', 'official_checkpoint_path', 'network_available', 'fetch_official',
-           'safe_torch_load', 'resolve_device', 'load_model', 'trained_model_path', 'toy_checkpoint', 'stylize_image',
-           'stylize_video', 'build_style', 'run_stylize', 'run_train', 'run_chain_cmd', 'build_parser', 'main']
+           'CKPT_SUFFIXES', 'OFFICIAL_SUFFIXES', 'TRAIN_MINUTES', 'EPILOG', 'TRAIN_EPILOG', 'CliError', 'ItemError',
+           'one_line', 'slugify', 'parse_mix', 'check_prompt', 'is_video', 'collect_inputs', 'plan_output',
+           'ensure_writable', 'image_size', 'read_image', 'official_checkpoint_path', 'network_available',
+           'fetch_official', 'safe_torch_load', 'resolve_device', 'load_model', 'shipped_toy_path',
+           'trained_model_path', 'toy_checkpoint', 'build_toy_asset', 'stylize_image', 'stylize_video', 'build_style',
+           'resolve_conventions', 'run_stylize', 'run_train', 'run_chain_cmd', 'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #44442838
 class CliError(Exception):
@@ -63,10 +64,12 @@ CONTEXT_LENGTH = 77   # OpenAI CLIP's text context, start and end tokens include
 def check_prompt(text: str,                         # the artist name or prompt from --style / --mix
                  template: str = 'a painting by {}', # the model's prompt template
                  clip=None,                         # the model's ClipEncoder (its tokenizer and context_length), if loaded
+                 count: bool = True,                # count the tokens (False: only the emptiness check, no tokenizer loaded)
                 ) -> tuple:
     "Strip `text`; raise `CliError` if empty; return (text, warning or None), the warning saying that a long prompt is cut."
     t = (text or '').strip()
     if not t: raise CliError("the style prompt is empty; give an artist name, e.g. --style \"Claude Monet\"")
+    if not count: return t, None
     tok = getattr(clip, 'tokenizer', None)
     if not (hasattr(tok, 'encode') and hasattr(tok, 'sot_token_id')):
         from open_clip.tokenizer import SimpleTokenizer
@@ -183,9 +186,10 @@ OFFICIAL_DRIVE_ID = '1N-_Uip8ZBBnzWl_LswWI-Ls9VQ8-4rqd'   # wikiart_all.ckpt, 49
 OFFICIAL_ENV = 'CLAST_OFFICIAL_CKPT'                       # env var: path of a local copy of wikiart_all.ckpt
 
 def official_checkpoint_path() -> Path:
-    "Where the authors' checkpoint is expected: `$CLAST_OFFICIAL_CKPT`, else `~/.cache/clast/wikiart_all.ckpt`."
+    "Where the authors' checkpoint is expected: `$CLAST_OFFICIAL_CKPT`, else `clast_home()/wikiart_all.ckpt` (`$CLAST_HOME`, else ~/.cache/clast)."
+    from clast.config import clast_home
     if os.environ.get(OFFICIAL_ENV): return Path(os.environ[OFFICIAL_ENV]).expanduser()
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'clast'/'wikiart_all.ckpt'
+    return clast_home()/'wikiart_all.ckpt'
 
 def network_available(host: str = 'drive.google.com', # host to reach
                       port: int = 443,                # port to open
@@ -264,13 +268,15 @@ def resolve_device(name: str = 'auto'):
 
 # %% ../nbs/14_cli.ipynb #80c7d213
 def _load_ours(path):
-    "CLAST.load(path) with one-line errors for non-safetensors files, missing configs and shape mismatches."
-    from clast.model import CLAST
+    "CLAST.load(path) with one-line errors for non-safetensors files, old checkpoints without their assets, missing tokenizers and shape mismatches."
+    from clast.model import CLAST, CheckpointError
+    from clast.clip import TokenizerError, HubOfflineError
     from safetensors import SafetensorError, safe_open
     try:
         if Path(path).is_file():
             with safe_open(str(path), 'pt'): pass      # header check: a pickle or junk is refused here
         return CLAST.load(path)
+    except (CheckpointError, TokenizerError, HubOfflineError) as e: raise CliError(one_line(e)) from None
     except SafetensorError as e:
         raise CliError(f"{path}: not a safetensors checkpoint ({one_line(e)}); refused (only safetensors or weights-only torch files are read)") from None
     except FileNotFoundError as e:
@@ -280,9 +286,9 @@ def _load_ours(path):
 def _load_official(path, log=print):
     "A `paper`-profile CLAST (built without downloads) with the authors' Lightning checkpoint loaded weights-only."
     from clast.model import CLAST, load_official_checkpoint
-    safe_torch_load(path)   # refuses pickles before anything else reads the file
+    ck = safe_torch_load(path)   # refuses pickles before anything else reads the file
     model = CLAST.from_config(get_config('paper'), pretrained=False)
-    try: load_official_checkpoint(model, path)
+    try: load_official_checkpoint(model, ck, log=log)
     except (RuntimeError, KeyError, ValueError) as e: raise _fit_error(path, e) from None
     return model
 
@@ -290,28 +296,36 @@ def load_model(checkpoint: str = 'toy', # 'toy', 'official', or a path to a .saf
                profile: str = None,     # profile of the 'toy' model (default toy)
                device='cpu',            # torch device
                log=print,               # where progress notes go
+               debug=lambda m: None,    # where debug lines go (the CLI's --debug)
               ):
     "A CLAST in eval mode from a `--checkpoint` value; `CliError` (one line) for anything unusable."
     if checkpoint == 'toy': model = _load_ours(toy_checkpoint(get_config(profile or 'toy'), log))
-    elif checkpoint == 'official': model = _load_official(fetch_official(log), log)
+    elif checkpoint == 'official': model = _load_official(fetch_official(log), debug)
     else:
         p = Path(checkpoint)
         if not p.exists():
             raise CliError(f"{checkpoint}: unknown checkpoint (not 'toy', 'official' or an existing file); "
                            f"use --checkpoint toy, official, or a path to a .safetensors/.ckpt file")
         suf = p.suffix.lower()
-        if suf in OFFICIAL_SUFFIXES: model = _load_official(p, log)
+        if suf in OFFICIAL_SUFFIXES: model = _load_official(p, debug)
         elif suf in CKPT_SUFFIXES or p.is_dir(): model = _load_ours(p)
         else: raise CliError(f"{p}: unknown checkpoint type {suf or '(no suffix)'!r}; expected .safetensors (ours) or .ckpt (the authors')")
     return model.to(device).eval()
 
 # %% ../nbs/14_cli.ipynb #bc7f4b13
-TRAIN_MINUTES = {'smoke': 'under a minute', 'toy': 'about 20 minutes'}   # rough 2-core CPU estimates, said before training
+TRAIN_MINUTES = {'smoke': 'about 2 minutes', 'toy': 'about 50 minutes'}   # `clast train all` on a 2-core CPU, measured (README)
+
+def _pkg_dir() -> Path:
+    import clast
+    return Path(clast.__file__).resolve().parent
+
+def shipped_toy_path() -> Path:
+    "The trained toy model shipped inside the package: `clast/assets/toy.safetensors`."
+    return _pkg_dir()/'assets'/'toy.safetensors'
 
 def trained_model_path(cfg, stage: str = 'stage2') -> Path:
-    "Where `clast.train` puts the finished model of `stage` for `cfg.profile`."
-    from clast.train import run_dir
-    return run_dir(cfg, stage)/'model.safetensors'
+    "Where `clast.train` puts the finished model of `stage` for `cfg.profile` (`runs/<profile>/train/<stage>/model.safetensors`)."
+    return cfg.runs_dir/'train'/stage/'model.safetensors'
 
 def _complete(path: Path) -> bool:
     import json
@@ -319,21 +333,30 @@ def _complete(path: Path) -> bool:
     except (OSError, ValueError): return False
 
 def toy_checkpoint(cfg, log=print) -> Path:
-    "The trained miniature-world model of `cfg.profile`, training it (stage 1 + stage 2 with clast.train) if missing."
+    "The miniature-world model of `cfg.profile`: for `toy` the one shipped with clast, for another miniature profile its finished `clast train` run. Never trains."
     if not cfg.miniature:
         raise CliError("--checkpoint toy is the miniature world's model; with --profile paper use --checkpoint official or a path")
-    dest = trained_model_path(cfg)
-    if _complete(dest): return dest
-    import clast.train as T
-    log(f"clast: no trained {cfg.profile} model yet: training it now with clast.train (stage 1 + stage 2, "
-        f"{TRAIN_MINUTES.get(cfg.profile, 'a while')} on a 2-core CPU, once; it goes to {dest})")
-    return T.train_stage2(cfg, T.train_stage1(cfg))
+    run = trained_model_path(cfg)
+    if cfg.profile == 'toy':
+        p = shipped_toy_path()
+        if p.is_file(): return p
+        if _complete(run): return run
+        raise CliError(f"{p}: the toy model is not in this install; train it with `clast train all --profile toy` "
+                       f"({TRAIN_MINUTES['toy']} on 2 CPU cores) and pass --checkpoint {run}")
+    if _complete(run): return run
+    raise CliError(f"{run}: no trained {cfg.profile} model; train it with `clast train all --profile {cfg.profile}` "
+                   f"({TRAIN_MINUTES.get(cfg.profile, 'a while')} on 2 CPU cores), or use the shipped one: --checkpoint toy without --profile")
 
-def _last_stage1(cfg) -> Path:
-    "The finished stage-1 model of `cfg.profile`; `CliError` if there is none."
-    p = trained_model_path(cfg, 'stage1')
-    if not _complete(p): raise CliError(f"{p}: no finished stage-1 model for profile {cfg.profile}; run `clast train stage1 --profile {cfg.profile}` first")
-    return p
+# %% ../nbs/14_cli.ipynb #949a4c56
+def build_toy_asset(src=None,             # a finished toy run's model (default: runs/toy/train/stage2/model.safetensors)
+                    dest=None,            # where to write (default: the shipped `clast/assets/toy.safetensors`)
+                    half: bool = True,    # float16 tensors (the shipped file: about half the size; it computes in float32)
+                   ) -> Path:
+    "Re-save a finished toy run as the self-contained checkpoint that ships with clast (no retraining: load and save)."
+    from clast.model import CLAST
+    src = Path(src) if src else trained_model_path(get_config('toy'))
+    if not _complete(src): raise CliError(f"{src}: no finished toy run; train it with `clast train all --profile toy` (or make reproduce PROFILE=toy)")
+    return CLAST.load(src).save(dest or shipped_toy_path(), half=half)
 
 # %% ../nbs/14_cli.ipynb #bc0712a9
 def stylize_image(model,                 # a CLAST in eval mode
@@ -344,14 +367,18 @@ def stylize_image(model,                 # a CLAST in eval mode
                   max_size: int = None,  # downscale so the longer side is at most this
                   max_pixels: int = MAX_PIXELS, # refuse larger images
                   seed: int = 0,         # seed set before the call
+                  template='auto',       # prompt template: 'auto' = the model's (`model.template`), None = the prompt as given, or 'a painting by {}'
+                  contrast: float = 1.0, # `adjust_contrast` factor applied after decoding (the authors' demo: 1.5)
+                  quantize: str = 'round', # 8-bit conversion: 'round' (nearest) or 'authors' (×255 + 0.5, truncated)
                  ):
-    "Stylize one image file; returns a (3,H,W) tensor in [0,1] (H, W of the loaded image)."
+    "Stylize one image file; returns a (3,H,W) tensor in [0,1] on the 8-bit grid (H, W of the loaded image)."
     import torch
+    from clast.model import adjust_contrast, quantize as to_grid
     x = read_image(path, max_size=max_size, max_pixels=max_pixels)
     dev = next(model.parameters()).device
     torch.manual_seed(seed)
-    y = model.stylize(x[None].to(dev), _style_to(style, dev), alpha=alpha, preserve_color=preserve_color)
-    return y[0].clamp(0, 1).cpu()
+    y = model.stylize(x[None].to(dev), _style_to(style, dev), alpha=alpha, preserve_color=preserve_color, template=template)
+    return to_grid(adjust_contrast(y[0].clamp(0, 1).cpu(), contrast), quantize)
 
 def _style_to(style, dev):
     "Move painting tensors inside a style spec to `dev`."
@@ -366,6 +393,9 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
                   seed: int = 0,            # seed set before every frame
                   max_frames: int = None,   # stop after this many frames (None = all)
                   log=print,                # where notes (audio) go
+                  template='auto',          # prompt template ('auto' = the model's; None = the prompt as given)
+                  contrast: float = 1.0,    # `adjust_contrast` factor after decoding
+                  quantize: str = 'round',  # 8-bit conversion: 'round' or 'authors'
                  ) -> Path:
     "Stylize video `path` into `dest` (.mp4); returns `dest`. `ItemError` for unreadable videos."
     try: import cv2
@@ -379,7 +409,13 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
     fd, tmp = tempfile.mkstemp(prefix=f'.{dest.stem}-', suffix='.mp4', dir=dest.parent); os.close(fd)
     dev, writer, n = next(model.parameters()).device, None, 0
     st = _style_to(style, dev)
-    if hasattr(model, 'embed_style'): st = model.embed_style(st, getattr(model, 'template', None))   # embed once, not per frame
+    from clast.model import adjust_contrast, quantize as to_grid
+    from tqdm.auto import tqdm
+    tmpl = getattr(model, 'template', None) if template == 'auto' else template
+    if hasattr(model, 'embed_style'): st = model.embed_style(st, tmpl)   # embed once, not per frame
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+    bar = tqdm(total=min(total or max_frames or 0, max_frames or total or 0) or None, unit='frame', desc=path.name, leave=False,
+               disable=None, file=sys.stderr)
     try:
         while max_frames is None or n < max_frames:
             ok, frame = cap.read()
@@ -391,17 +427,18 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
                 x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode='bilinear', antialias=True, align_corners=False)
             torch.manual_seed(seed)
             y = model.stylize(x.to(dev), st, alpha=alpha, preserve_color=preserve_color)
+            y = to_grid(adjust_contrast(y.clamp(0, 1).cpu(), contrast), quantize)
             out = cv2.cvtColor(np.asarray(to_pil(y)), cv2.COLOR_RGB2BGR)
             if writer is None:
                 writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*'mp4v'), fps, (out.shape[1], out.shape[0]))
                 if not writer.isOpened(): raise ItemError(f"{dest}: OpenCV cannot write MP4 here; check the output folder and the OpenCV build")
-            writer.write(np.ascontiguousarray(out)); n += 1
+            writer.write(np.ascontiguousarray(out)); n += 1; bar.update(1)
         if n == 0: raise ItemError(f"{path}: no frames could be read (empty or corrupt video); re-encode it as H.264 MP4")
         writer.release(); writer = None
         _mux_audio(path, tmp, log)
         os.replace(tmp, dest)
     finally:
-        cap.release()
+        bar.close(); cap.release()
         if writer is not None: writer.release()
         if os.path.exists(tmp): os.remove(tmp)
     return dest
@@ -426,23 +463,32 @@ def build_style(style: str = None,       # --style
                 mix: str = None,         # --mix
                 template: str = 'a painting by {}', # the model's prompt template (for the token count)
                 clip=None,               # the model's ClipEncoder, for its tokenizer and context length
-                max_size: int = 512,     # paintings are downscaled to this longer side
+                max_size: int = 512,     # paintings are downscaled to this longer side (style_prep 'clip')
                 warn=print,              # where warnings go
+                style_prep: str = 'clip', # how a painting is prepared for CLIP: 'clip' (CLIP's own resize + centre crop) or 'authors' (512×512, then a 224 crop)
+                random_crop: bool = False, # style_prep 'authors': a random 224 crop drawn from `seed` instead of the centre one
+                seed: int = 0,
+                count_tokens: bool = True, # False: check prompts for emptiness only (the early check, before a tokenizer is loaded)
                ) -> tuple:
     "(style spec for CLAST.stylize, slug for file names) from the three mutually exclusive options."
+    if style_prep not in ('clip', 'authors'): raise CliError(f"--style-prep {style_prep!r}: use clip, authors or auto")
+    def painting(f):
+        if style_prep == 'clip': return read_image(f, max_size=max_size)[None]
+        from clast.model import authors_style_image
+        return authors_style_image(read_image(f), random_crop=random_crop, seed=seed)
     given = [o for o in (style, style_image, mix) if o is not None]
     if len(given) != 1: raise CliError("give exactly one of --style NAME, --style-image PAINTING or --mix \"A:0.7,B:0.3\"")
     def prompt(t):
-        t, w = check_prompt(t, template, clip)
+        t, w = check_prompt(t, template or '{}', clip, count=count_tokens)
         if w: warn(f"clast: warning: {w}")
         return t
     if style is not None:
         t = prompt(style); return t, slugify(t)
     if style_image is not None:
-        return read_image(style_image, max_size=max_size)[None], slugify(Path(style_image).stem)
+        return painting(style_image), slugify(Path(style_image).stem)
     items, parts = [], []
     for name, w in parse_mix(mix):
-        if Path(name).is_file(): items.append((read_image(name, max_size=max_size)[None], w)); parts.append(slugify(Path(name).stem, 16))
+        if Path(name).is_file(): items.append((painting(name), w)); parts.append(slugify(Path(name).stem, 16))
         else: t = prompt(name); items.append((t, w)); parts.append(slugify(t, 16))
     tot = sum(w for _, w in items)
     slug = 'mix-' + '-'.join(f"{p}{round(100 * w / tot)}" for p, (_, w) in zip(parts, items))
@@ -457,28 +503,48 @@ def _stylize_item(model, f, a, style, slug, outdir, files, taken) -> Path:
     if is_video(f):
         dest = plan_output(f, outdir, slug, '.mp4', files, taken, a.overwrite)
         return stylize_video(model, f, dest, style, a.alpha, a.preserve_color, a.max_size, a.seed, a.max_frames,
-                             log=lambda m: tqdm.write(m, file=sys.stderr))
+                             log=lambda m: tqdm.write(m, file=sys.stderr), **a.post)
     from clast.data import save_image, ImageError
     dest = plan_output(f, outdir, slug, '.png', files, taken, a.overwrite)
-    y = stylize_image(model, f, style, a.alpha, a.preserve_color, a.max_size, a.max_pixels, a.seed)
+    y = stylize_image(model, f, style, a.alpha, a.preserve_color, a.max_size, a.max_pixels, a.seed, **a.post)
     try: return save_image(y, dest, protect=files)
     except ImageError as e: raise ItemError(one_line(e)) from None
+
+def resolve_conventions(model,                 # the loaded CLAST (its `template` and `conventions`)
+                        template: str = 'auto',  # --template: 'auto', 'raw' or a format string with {}
+                        contrast: float = None,  # --contrast (None: the checkpoint's)
+                        style_prep: str = 'auto', # --style-prep: 'auto', 'clip' or 'authors'
+                        quantize: str = 'auto',  # --quantize: 'auto', 'round' or 'authors'
+                       ) -> dict:
+    "The inference conventions of a run: each option as given, or, at 'auto', the checkpoint's (the authors' for `official`, ours otherwise)."
+    from clast.model import OUR_CONVENTIONS
+    conv = {**OUR_CONVENTIONS, **(getattr(model, 'conventions', None) or {})}
+    if template == 'auto': t = getattr(model, 'template', None)
+    elif template == 'raw': t = None
+    elif '{}' in template: t = template
+    else: raise CliError(f"--template {template!r} has no {{}} where the artist goes; use e.g. 'a painting by {{}}', raw, or auto")
+    if contrast is not None and contrast < 0: raise CliError(f"--contrast {contrast} is negative; use 1 for none, 1.5 as the authors' demo")
+    return dict(template=t, contrast=conv['contrast'] if contrast is None else float(contrast),
+                style_prep=conv['style_prep'] if style_prep == 'auto' else style_prep,
+                quantize=conv['quantize'] if quantize == 'auto' else quantize)
 
 def run_stylize(a) -> int:
     "Body of `clast stylize` (`a`: parsed arguments). Returns the exit code: 0, or 2 if any item failed."
     from tqdm.auto import tqdm
     cfg = get_config(a.profile or 'toy')
-    build_style(a.style, a.style_image, a.mix, template=cfg.loss.template, warn=lambda m: None)   # fail fast, before the model
+    build_style(a.style, a.style_image, a.mix, template=cfg.loss.template, warn=lambda m: None, count_tokens=False)   # fail fast, before the model
     outdir = ensure_writable(a.output)
     files, errors = collect_inputs(a.inputs, exclude=outdir)
     for e in errors: _err(e)
     if not files: _err("nothing to stylize; give image/video files or folders"); return 2
     import torch
     if a.threads: torch.set_num_threads(a.threads)
-    model = load_model(a.checkpoint, a.profile, resolve_device(a.device), log=lambda m: print(m, file=sys.stderr))
-    mcfg = getattr(model, 'cfg', None) or cfg
-    style, slug = build_style(a.style, a.style_image, a.mix, template=mcfg.loss.template, clip=getattr(model, 'clip', None),
-                              warn=lambda m: print(m, file=sys.stderr))
+    say = lambda m: print(m, file=sys.stderr)
+    model = load_model(a.checkpoint, a.profile, resolve_device(a.device), log=say, debug=say if a.debug else lambda m: None)
+    conv = resolve_conventions(model, a.template, a.contrast, a.style_prep, a.quantize)
+    a.post = dict(template=conv['template'], contrast=conv['contrast'], quantize=conv['quantize'])
+    style, slug = build_style(a.style, a.style_image, a.mix, template=conv['template'], clip=getattr(model, 'clip', None),
+                              warn=say, style_prep=conv['style_prep'], random_crop=a.style_crop == 'random', seed=a.seed)
     taken, done, failed = set(), 0, len(errors)
     bar = tqdm(files, unit='file', disable=None if len(files) > 1 else True, file=sys.stderr)
     with warnings.catch_warnings():
@@ -494,16 +560,32 @@ def run_stylize(a) -> int:
     return 2 if failed else 0
 
 # %% ../nbs/14_cli.ipynb #c4e7c01f
+def _last_stage1(cfg) -> Path:
+    "The finished stage-1 model of `cfg.profile`; `CliError` if there is none."
+    import json
+    from clast.train import run_dir
+    p = run_dir(cfg, 'stage1')/'model.safetensors'
+    try: done = p.exists() and json.loads((p.parent/'run.json').read_text()).get('complete', False)
+    except (OSError, ValueError): done = False
+    if not done: raise CliError(f"{p}: no finished stage-1 model for profile {cfg.profile}; run `clast train stage1 --profile {cfg.profile}` first")
+    return p
+
 def run_train(a) -> int:
-    "Body of `clast train`: stage1, stage2 or all, for `--profile`, with key=value overrides."
+    "Body of `clast train`: stage1, stage2 or all, for `--profile`, with key=value overrides; under torchrun only rank 0 prints."
     import clast.train as T
     cfg = get_config(a.profile, a.overrides)
+    say = print if T.dist_info()[0] == 0 else (lambda *_: None)
     s1 = None
-    if a.stage in ('stage1', 'all'):
-        s1 = T.train_stage1(cfg, resume=a.resume); print(f"stage 1 -> {s1}")
-    if a.stage in ('stage2', 'all'):
-        s1 = s1 or _last_stage1(cfg)
-        s2 = T.train_stage2(cfg, s1, resume=a.resume); print(f"stage 2 -> {s2}")
+    try:
+        if a.stage in ('stage1', 'all'):
+            s1 = T.train_stage1(cfg, restart=a.restart); say(f"stage 1 -> {s1}")
+        if a.stage in ('stage2', 'all'):
+            s1 = s1 or _last_stage1(cfg)
+            s2 = T.train_stage2(cfg, s1, restart=a.restart); say(f"stage 2 -> {s2}")
+    except T.RunConflict as e: raise CliError(one_line(e)) from None
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0
 
 def run_chain_cmd(a, only=None) -> int:
@@ -526,6 +608,14 @@ EPILOG = """examples:
   clast reproduce --profile toy
 exit codes: 0 ok, 2 if any input failed or the arguments are wrong, 1 on an unexpected error."""
 
+TRAIN_EPILOG = """launch:
+  clast train all --profile paper data.wikiart=DIR data.coco=DIR                      # one GPU (or CPU)
+  torchrun --standalone --nproc_per_node 4 -m clast.cli train all --profile paper ... # 4 GPUs on one node
+  torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 --rdzv-id RUN \\
+           -m clast.cli train all --profile paper ...                                  # 2 nodes x 8 GPUs (shared filesystem)
+the global batch (train.stageN.batch_size) must divide by the number of processes; only rank 0 writes.
+a killed run started again with the same command continues from its last checkpoint."""
+
 def build_parser() -> argparse.ArgumentParser:
     "The `clast` argument parser (subcommands stylize, train, evaluate, reproduce)."
     from clast import __version__
@@ -534,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f'clast {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--debug', action='store_true', help='show the full traceback of an unexpected error')
+    common.add_argument('--debug', action='store_true', help='show the full traceback of an unexpected error, third-party warnings and debug lines')
     prof = dict(choices=['smoke', 'toy', 'paper'], metavar='PROFILE')
 
     s = sub.add_parser('stylize', parents=[common], help='repaint images, folders or videos in an artist\'s style',
@@ -543,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders (searched recursively) or videos (.mp4 .mov .avi .mkv .webm)')
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument('--style', help='artist name or text prompt, e.g. "Claude Monet" (filled into the model\'s template "a painting by {}")')
+    g.add_argument('--style', help='artist name or text prompt, e.g. "Claude Monet" (put into the checkpoint\'s template: "a painting by {}" for ours, '
+                                   'the prompt as given for official; see --template)')
     g.add_argument('--style-image', metavar='PAINTING', help='a painting whose style to use (CLIP image embedding)')
     g.add_argument('--mix', metavar='"A:0.7,B:0.3"', help='mix artists (or painting files) with weights, mixed in CLIP embedding space')
     s.add_argument('--alpha', type=float, default=1.0, help='style strength in [0,1]: 0 keeps the photo\'s features, 1 full style (default 1.0)')
@@ -551,8 +642,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--max-size', type=int, default=1024, metavar='PX', help='downscale inputs so the longer side is at most PX (default 1024; 0 = keep)')
     s.add_argument('--max-pixels', type=int, default=MAX_PIXELS, metavar='N', help=f'refuse images with more than N pixels before decoding (default {MAX_PIXELS})')
     s.add_argument('--checkpoint', default='toy', metavar='toy|official|PATH',
-                   help='toy = the miniature world\'s model (trained on first use); official = the authors\' wikiart_all.ckpt '
-                        f'(${OFFICIAL_ENV} or ~/.cache/clast/); PATH = a .safetensors checkpoint of ours or an authors\' .ckpt')
+                   help='toy = the miniature world\'s trained model, shipped with clast (loads in about 2 s; a 512x384 photo takes about '
+                        '10 s in all on 2 CPU cores; its artists are fictional, e.g. "Odile Pointel"); official = the authors\' wikiart_all.ckpt '
+                        f'(${OFFICIAL_ENV} or $CLAST_HOME, default ~/.cache/clast/; 496 MB, downloaded if online); PATH = a .safetensors '
+                        'checkpoint of ours (self-contained) or an authors\' .ckpt. Nothing is trained implicitly: use `clast train`')
+    c = s.add_argument_group('inference conventions (default auto: the authors\' demo for --checkpoint official, ours otherwise)')
+    c.add_argument('--template', default='auto', metavar='T',
+                   help='prompt template: auto (official: raw; ours: "a painting by {}"), raw (the prompt as given), or a string with {}')
+    c.add_argument('--contrast', type=float, default=None, metavar='F',
+                   help='contrast factor after decoding, torchvision adjust_contrast (auto: 1.5 for official, as the authors\' demo; 1 = none for ours)')
+    c.add_argument('--style-prep', default='auto', choices=['auto', 'clip', 'authors'],
+                   help='how a --style-image painting reaches CLIP: clip = CLIP\'s resize of the short side + centre crop (ours); '
+                        'authors = resized to 512x512 (aspect not kept), then a 224x224 crop (official)')
+    c.add_argument('--style-crop', default='center', choices=['center', 'random'],
+                   help='with --style-prep authors: the centre crop (default, deterministic) or a random one drawn from --seed (as the authors\' training)')
+    c.add_argument('--quantize', default='auto', choices=['auto', 'round', 'authors'],
+                   help='float to 8-bit: round = nearest level (ours); authors = x255 + 0.5, clamped, truncated (official)')
     s.add_argument('--profile', default=None, **prof, help='config profile: smoke | toy | paper (default: toy, or the checkpoint\'s own)')
     s.add_argument('--device', default='auto', help='cpu | cuda | auto (default auto: cuda if available)')
     s.add_argument('--seed', type=int, default=0, help='random seed set before every image/frame (same seed, input and checkpoint = same bytes on CPU)')
@@ -563,10 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=run_stylize)
 
     t = sub.add_parser('train', parents=[common], help='train the model (stage 1 reconstruction, stage 2 stylization)',
-                       description='Train CLAST with clast.train. Checkpoints and logs go to runs/<profile>/train/.')
+                       description='Train CLAST with clast.train. Checkpoints and logs go to runs/<profile>/train/. '
+                                   'A rerun of an unfinished run (same configuration) continues from its last checkpoint.',
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument('stage', nargs='?', default='all', choices=['stage1', 'stage2', 'all'], help='which stage(s) to train (default all)')
     t.add_argument('--profile', default='toy', **prof, help='config profile: smoke | toy | paper (default toy)')
-    t.add_argument('--resume', action='store_true', help='continue from the last checkpoint of the run instead of starting over')
+    t.add_argument('--resume', action='store_true', help='continue from the last checkpoint of the run (the default; kept for old scripts)')
+    t.add_argument('--restart', action='store_true', help='discard the run\'s checkpoints (of any configuration) and start over')
     t.add_argument('overrides', nargs='*', metavar='key=value', help='config overrides, e.g. train.stage2.iters=300')
     t.set_defaults(func=run_train)
 
@@ -581,6 +689,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/14_cli.ipynb #f2c7ea7e
+import contextlib
+
+@contextlib.contextmanager
+def _quiet(on: bool = True):
+    "Without --debug: no Python warnings and no log records below ERROR from the libraries (open_clip, torch, timm, hub clients) reach the user."
+    if not on: yield; return
+    import logging
+    root = logging.getLogger(); lvl = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); yield
+    finally: root.setLevel(lvl)
+
 def main(argv=None) -> int:
     "Entry point of the `clast` command. Returns the exit code."
     p = build_parser()
@@ -591,7 +713,8 @@ def main(argv=None) -> int:
         elif extra: p.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
     if not getattr(a, 'command', None): p.print_help(sys.stderr); return 2
-    try: return a.func(a)
+    try:
+        with _quiet(not a.debug): return a.func(a)
     except CliError as e: _err(e); return 2
     except KeyboardInterrupt: _err("interrupted"); return 130
     except Exception as e:

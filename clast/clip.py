@@ -5,6 +5,7 @@
 # %% ../nbs/04_clip.ipynb #45e22db4
 from __future__ import annotations
 import hashlib, json, math, os, shutil, socket, time, warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
@@ -16,8 +17,8 @@ from .config import Config, ClipCfg
 
 # %% auto #0
 __all__ = ['SOURCE_TEXT', 'PAINTING_TEMPLATES', 'PHOTO_TEXTS', 'MINI_NAMES', 'MINI_CODE_VERSION', 'prompt', 'mini_model_config',
-           'register_mini_config', 'get_tokenizer', 'ClipEncoder', 'HubOfflineError', 'check_pretrained_available',
-           'load_clip', 'embed_images', 'zero_shot', 'world_artists', 'world_paintings', 'world_photos', 'world_hash',
+           'register_mini_config', 'TokenizerError', 'hf_tokenizer_name', 'get_tokenizer', 'quiet', 'ClipEncoder',
+           'HubOfflineError', 'check_pretrained_available', 'load_clip', 'clip_from_spec', 'embed_images', 'zero_shot',
            'sample_groups', 'train_mini_clip', 'mini_clip_dir', 'save_mini_clip', 'build_mini_clip', 'clip_from_config',
            'zero_shot_eval', 'judge_top1', 'mini_clip_meta', 'plot_correlation', 'plot_accuracy_bars']
 
@@ -56,11 +57,60 @@ def register_mini_config(name: str,           # open_clip model name to register
     _oc_factory._MODEL_CONFIGS[name] = json.loads(json.dumps(model_cfg))
     return name
 
-def get_tokenizer(name: str):
-    "open_clip's tokenizer for `name`; our `clast-…` models use the CLIP BPE tokenizer (open_clip would pick the T5 one for any name containing 'siglip')."
+class TokenizerError(RuntimeError):
+    "A text tokenizer that cannot be had here (a missing package, or a hub download offline); the one-line message says what to supply."
+
+def hf_tokenizer_name(name: str) -> str:
+    "The Hugging Face tokenizer that open_clip's config of `name` names (`text_cfg.hf_tokenizer_name`: SigLIP's T5-style one), or '' (CLIP's BPE, shipped with open_clip)."
+    if name.startswith('clast-'): return ''
+    return ((open_clip.get_model_config(name.replace('/', '-')) or {}).get('text_cfg', {}).get('hf_tokenizer_name') or '')
+
+def get_tokenizer(name: str,                  # open_clip model name
+                  tokenizer: str = '',        # a local Hugging Face tokenizer folder (or a file in it, e.g. tokenizer.json), for hub-tokenized models (SigLIP)
+                 ):
+    "open_clip's tokenizer for `name`; our `clast-…` models use the CLIP BPE tokenizer (open_clip would pick the T5 one for any name containing 'siglip'); a hub tokenizer comes from `tokenizer`, the hub cache or the network, else `TokenizerError` in seconds."
     if name.startswith('clast-'):
         return open_clip.SimpleTokenizer(context_length=_oc_factory._MODEL_CONFIGS[name]['text_cfg']['context_length'])
-    return open_clip.get_tokenizer(name.replace('/', '-'))
+    hf = hf_tokenizer_name(name)
+    if not hf: return open_clip.get_tokenizer(name.replace('/', '-'))
+    tc = open_clip.get_model_config(name.replace('/', '-'))['text_cfg']
+    how = (f"copy the tokenizer files of https://huggingface.co/{hf} (tokenizer.json, tokenizer_config.json, special_tokens_map.json, "
+           f"spiece.model) into a folder and pass it as paths.tokenizer=FOLDER (load_clip(..., tokenizer=FOLDER))")
+    try: import transformers   # noqa: F401  (open_clip's HFTokenizer wraps transformers.AutoTokenizer)
+    except ImportError:
+        raise TokenizerError(f"{name}: its text tokenizer ({hf}) needs the transformers and sentencepiece packages: "
+                             f"pip install 'clast[siglip]'; offline, also {how}") from None
+    src = hf
+    if tokenizer:
+        p = Path(tokenizer).expanduser()
+        if not p.exists(): raise TokenizerError(f"{name}: tokenizer {p} not found; {how}")
+        src = str(p if p.is_dir() else p.parent)
+    elif not _hf_cached(hf) and not _online('huggingface.co'):
+        raise TokenizerError(f"{name}: its tokenizer ({hf}) is not in the Hugging Face cache and there is no network; {how}")
+    from open_clip.tokenizer import HFTokenizer
+    try:
+        with quiet(): return HFTokenizer(src, context_length=tc.get('context_length', 77), **tc.get('tokenizer_kwargs', {}))
+    except (OSError, ValueError, TypeError) as e:
+        msg = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        raise TokenizerError(f"{name}: could not read the tokenizer from {src} ({msg[:160]}); {how}") from None
+
+def _hf_cached(repo: str) -> bool:
+    "Is `repo`'s tokenizer config in the Hugging Face cache?"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(repo, 'tokenizer_config.json'), str)
+    except Exception: return False
+
+@contextmanager
+def quiet():
+    "Silence Python warnings and the root logger below ERROR (open_clip logs 'No pretrained weights loaded' there) for a deliberate step."
+    import logging
+    lg = logging.getLogger(); lvl = lg.level
+    lg.setLevel(max(lvl, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); yield
+    finally: lg.setLevel(lvl)
 
 register_mini_config(MINI_NAMES['clip'], mini_model_config(ClipCfg()))
 register_mini_config(MINI_NAMES['siglip'], mini_model_config(ClipCfg(loss='siglip')))
@@ -93,12 +143,18 @@ class ClipEncoder(nn.Module):
         self.register_buffer('mean', torch.tensor(pc.get('mean', OPENAI_DATASET_MEAN), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(pc.get('std', OPENAI_DATASET_STD), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.context_length = int(getattr(tokenizer, 'context_length', None) or getattr(model, 'context_length', 77))
+        self.model_cfg = (open_clip.get_model_config(name.replace('/', '-')) if name else None) or None   # the architecture, as built now
+        self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pc.items()}
         self.eval()
         with torch.no_grad(): self.embed_dim = int(self.model.encode_text(self.tokenizer(['a'])).shape[-1])
 
     def train(self, mode: bool = True):
         "Always stays in eval mode (frozen encoder)."
         return super().train(False)
+
+    def spec(self) -> dict:
+        "What rebuilds this encoder's architecture without a download (`clip_from_spec`): name, kind, open_clip model_cfg, preprocess_cfg."
+        return dict(name=self.name, kind=self.kind, model_cfg=self.model_cfg, preprocess_cfg=self.preprocess_cfg)
 
     @property
     def device(self): return self.mean.device
@@ -195,22 +251,31 @@ def load_clip(name: str,                     # open_clip model name: 'ViT-B-32',
               pretrained: str = '',          # pretrained tag ('openai', 'webli'), a local weights file, or '' (random init)
               device='cpu',                  # torch device
               kind: str = None,              # 'clip' / 'siglip'; None: guessed from the model (a logit bias means SigLIP)
+              tokenizer: str = '',           # a local Hugging Face tokenizer folder for hub-tokenized models (SigLIP; see `get_tokenizer`)
              ) -> ClipEncoder:
     "A frozen `ClipEncoder` for any open_clip model, from a hub tag or a local weights file; fails fast offline."
-    import logging
     path = Path(pretrained).expanduser() if pretrained and Path(pretrained).expanduser().is_file() else None
     if pretrained and path is None:
         if any(c in pretrained for c in '/\\') or pretrained.endswith(('.safetensors', '.bin', '.pt', '.pth', '.npz')):
             raise FileNotFoundError(f"load_clip: weights file {pretrained!r} not found; pass an existing open_clip checkpoint path or a tag")
         check_pretrained_available(name, pretrained)
     if path is not None: _register_sidecar(name, path)
-    lg = logging.getLogger(); lvl = lg.level
-    if not pretrained: lg.setLevel(max(lvl, logging.ERROR))   # silence "no pretrained weights loaded" for a deliberate random init
-    try: model = open_clip.create_model(name, pretrained=str(path) if path else (pretrained or None), device=device)
-    finally: lg.setLevel(lvl)
-    tokenizer = get_tokenizer(name)
+    tok = get_tokenizer(name, tokenizer)     # before the weights: a missing tokenizer fails in seconds
+    with quiet(): model = open_clip.create_model(name, pretrained=str(path) if path else (pretrained or None), device=device)
     kind = kind or ('siglip' if getattr(model, 'logit_bias', None) is not None else 'clip')
-    return ClipEncoder(model, tokenizer, kind=kind, name=name).to(device)
+    return ClipEncoder(model, tok, kind=kind, name=name).to(device)
+
+def clip_from_spec(spec: dict,               # `ClipEncoder.spec()`: name, kind, open_clip model_cfg, preprocess_cfg
+                   device='cpu',             # torch device
+                   tokenizer: str = '',      # a local tokenizer folder (hub-tokenized models only)
+                  ) -> ClipEncoder:
+    "A randomly initialised `ClipEncoder` of the architecture `spec` describes, built quietly with no download: its weights come from elsewhere (a self-contained CLAST checkpoint)."
+    name = spec['name']
+    if spec.get('model_cfg') and (name.startswith('clast-') or open_clip.get_model_config(name) is None): register_mini_config(name, spec['model_cfg'])
+    tok = get_tokenizer(name, tokenizer)
+    with quiet(): model = open_clip.create_model(name, device=device)
+    if spec.get('preprocess_cfg'): model.visual.preprocess_cfg = dict(spec['preprocess_cfg'])
+    return ClipEncoder(model, tok, kind=spec.get('kind') or 'clip', name=name).to(device)
 
 # %% ../nbs/04_clip.ipynb #d6face49
 @torch.no_grad()
@@ -231,54 +296,8 @@ def zero_shot(encoder: ClipEncoder,           # the encoder
     return (encoder.logit_scale * img @ txt.T).softmax(-1)
 
 # %% ../nbs/04_clip.ipynb #05b11183
-def _read_image(path) -> torch.Tensor:
-    "uint8 (3,H,W) RGB tensor."
-    from torchvision.io import decode_image, ImageReadMode
-    return decode_image(str(path), mode=ImageReadMode.RGB)
-
-def _world_root(world) -> Path:
-    if isinstance(world, (str, os.PathLike)): return Path(world)
-    return Path(getattr(world, 'root', None) or getattr(world, 'path', None) or world)
-
-def _world_meta(world) -> list:
-    "Rows {file, artist, slug, split} of the world's paintings."
-    root = _world_root(world)
-    if (root/'metadata.jsonl').is_file():
-        rows = [json.loads(l) for l in (root/'metadata.jsonl').read_text().splitlines() if l.strip()]
-    elif (root/'metadata.csv').is_file():
-        import csv
-        with open(root/'metadata.csv', newline='') as f: rows = list(csv.DictReader(f))
-    else: raise FileNotFoundError(f"no metadata.jsonl / metadata.csv in {root}; build the world with clast.toyworld.build_world(cfg)")
-    out = []
-    for r in rows:
-        fn = r.get('file') or r.get('file_name') or r.get('path')
-        p = next((q for q in (root/fn, root/'paintings'/fn) if q.is_file()), root/fn)
-        out.append(dict(file=p, artist=r['artist'], slug=r.get('slug', ''), split=r.get('split', 'train')))
-    return out
-
-def world_artists(world) -> list:
-    "Artist names in the world's order."
-    arts = getattr(world, 'artists', None)
-    if arts: return [getattr(a, 'name', a) for a in arts]
-    return list(dict.fromkeys(r['artist'] for r in _world_meta(world)))
-
-def world_paintings(world, split: str = 'train') -> tuple:
-    "(list of uint8 (3,H,W) images, artist-index tensor) of the paintings in `split`."
-    names = world_artists(world); idx = {n: i for i, n in enumerate(names)}
-    rows = sorted((r for r in _world_meta(world) if r['split'] == split), key=lambda r: (idx[r['artist']], str(r['file'])))
-    return [_read_image(r['file']) for r in rows], torch.tensor([idx[r['artist']] for r in rows], dtype=torch.long)
-
-def world_photos(world, split: str = 'train') -> list:
-    "uint8 (3,H,W) photos of `split` ('train': training crops, 'test': whole held-out photos)."
-    d = _world_root(world)/'photos'/split
-    return [_read_image(p) for p in sorted(d.glob('*.png'))]
-
-def world_hash(world) -> str:
-    "Hash of the world's manifest (or of its metadata when there is no manifest): changes when the world changes."
-    root = _world_root(world)
-    for n in ('manifest.json', 'metadata.jsonl', 'metadata.csv'):
-        if (root/n).is_file(): return hashlib.sha256((root/n).read_bytes()).hexdigest()[:16]
-    raise FileNotFoundError(f"world at {root} has no manifest.json")
+# the world's readers live with the other data sources (03a_sources); re-exported here for older imports
+from .sources import _read_image, _world_root, _world_meta, world_artists, world_paintings, world_photos, world_hash
 
 # %% ../nbs/04_clip.ipynb #9d23161e
 MINI_CODE_VERSION = 1    # bump when the training code changes: cached mini models are then rebuilt
@@ -419,7 +438,7 @@ def clip_from_config(cfg: Config,             # the configuration
     if which not in ('clip', 'siglip'): raise ValueError(f"which must be 'clip' or 'siglip', got {which!r}")
     ccfg = cfg.clip if which == 'clip' else cfg.siglip
     if ccfg.pretrained or not ccfg.model.startswith('clast-mini'):
-        return load_clip(ccfg.model, ccfg.pretrained, device=device, kind=which)
+        return load_clip(ccfg.model, ccfg.pretrained, device=device, kind=which, tokenizer=cfg.paths.tokenizer)
     return load_clip(ccfg.model, str(build_mini_clip(cfg, which, world, log)), device=device, kind=which)
 
 # %% ../nbs/04_clip.ipynb #9a06aff9

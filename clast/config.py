@@ -10,9 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROFILES', 'Paths', 'WorldCfg', 'ClipCfg', 'VggCfg', 'ModelCfg', 'LossCfg', 'StageCfg', 'TrainCfg', 'EvalCfg',
-           'ExpCfg', 'project_root', 'anchor', 'Config', 'parse_overrides', 'get_config', 'with_overrides',
-           'save_config', 'load_config', 'git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table',
-           'save_figure']
+           'ExpCfg', 'DataCfg', 'project_root', 'clast_home', 'anchor', 'Config', 'parse_overrides', 'get_config',
+           'with_overrides', 'save_config', 'load_config', 'git_commit', 'stamp', 'caption', 'save_json',
+           'markdown_table', 'save_table', 'save_figure']
 
 # %% ../nbs/00_config.ipynb #eaf5a8ae
 @dataclass
@@ -20,6 +20,7 @@ class Paths:
     data: str = 'data'          # generated data (world, mini models, checkpoints); a per-profile folder below it
     runs: str = 'runs'          # executed notebooks and training runs; a per-profile folder below it
     figures: str = 'figures'    # committed figures and tables; a per-profile folder below it
+    tokenizer: str = ''         # a local Hugging Face tokenizer folder for hub-tokenized CLIPs (SigLIP: a copy of timm/ViT-B-16-SigLIP's tokenizer files); '' = the hub cache or the network
 
 @dataclass
 class WorldCfg:
@@ -113,18 +114,48 @@ class ExpCfg:
     clipstyler_steps: int = 100         # optimisation steps per image of the CLIPstyler-style baseline
     video_frames: int = 12              # frames of the Fig. 7 clip
 
+@dataclass
+class DataCfg:
+    wikiart: str = ''                   # WikiArt: an image folder <root>/<artist-slug>/*.jpg (data_prep/wikiart.py), a folder of huggan/wikiart parquet shards, or hub:huggan/wikiart; '' = the miniature world
+    coco: str = ''                      # COCO photos: a folder of *.jpg (data_prep/coco.py's output or train2017/); '' = the miniature world
+    artists: str = ''                   # a file of artist names (one a line) to train and evaluate on; '' = every artist with enough paintings
+    min_paintings: int = 2              # artists with fewer paintings are left out (each keeps >= 1 for training and 1 held out)
+    heldout_share: float = 0.1          # share of each artist's paintings held out (at least one): never trained on, judged and shown
+    heldout_photos: int = 100           # photos held out for evaluation (never trained on)
+    split_seed: int = 0                 # seed of the train / held-out split (independent of the training seed)
+    eval_size: int = 512                # side of held-out photos and reference paintings in evaluation (real data)
+    num_workers: int = 4                # DataLoader workers decoding training images (real data; 0 = in the main process)
+    judge_weights: str = ''             # ImageNet VGG-16 for the real judge; '' = $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth
+    judge_steps: int = 3000             # fine-tuning steps of the real judge (VGG-16 artist classifier)
+    judge_batch: int = 32               # its batch size
+    judge_size: int = 224               # its input side
+    judge_lr: float = 1e-4              # its Adam learning rate
+    aesthetic_head: str = ''            # LAION aesthetic head sa_0_4_vit_l_14_linear.pth (Table 2); '' = not computed, the column says why
+    aesthetic_clip: str = ''            # ViT-L/14 weights for it: an open_clip file or the tag 'openai'; '' = not computed
+    aesthetic_model: str = 'ViT-L-14'   # the open_clip model the head was fitted on (LAION: ViT-L/14, 768-d)
+
 # %% ../nbs/00_config.ipynb #f769b161
+def _is_clast_checkout(p: Path) -> bool:
+    if not ((p/'nbs').is_dir() and (p/'pyproject.toml').is_file()): return False
+    try: return 'name = "clast"' in (p/'pyproject.toml').read_text()
+    except OSError: return False
+
 def project_root(start=None):
     "The clast checkout containing `start` (default: the current folder), or None."
     start = Path(start or Path.cwd()).resolve()
     for p in [start, *start.parents]:
-        if (p/'nbs').is_dir() and (p/'pyproject.toml').is_file(): return p
+        if _is_clast_checkout(p): return p
     return None
 
+def clast_home() -> Path:
+    "The user-level folder for generated data, models and runs outside a checkout: `$CLAST_HOME`, else `$XDG_CACHE_HOME/clast`, else `~/.cache/clast`."
+    if os.environ.get('CLAST_HOME'): return Path(os.environ['CLAST_HOME']).expanduser().resolve()
+    return (Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')).expanduser().resolve()/'clast'
+
 def anchor(path) -> Path:
-    "`path` made absolute: relative paths are taken from the checkout root (or the current folder)."
-    path = Path(path)
-    return path if path.is_absolute() else (project_root() or Path.cwd().resolve())/path
+    "`path` made absolute: relative paths are taken from the checkout root, or, outside one, from `clast_home()`."
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (project_root() or clast_home())/path
 
 # %% ../nbs/00_config.ipynb #2d3ccb62
 @dataclass
@@ -141,6 +172,7 @@ class Config:
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
     exp: ExpCfg = field(default_factory=ExpCfg)
+    data: DataCfg = field(default_factory=DataCfg)   # real data (paper profile): WikiArt + COCO roots, split, workers, judge
 
     @property
     def data_dir(self) -> Path: return anchor(self.paths.data)/self.profile
@@ -216,6 +248,7 @@ def _paper() -> Config:
     c.train.stage2 = StageCfg(iters=100_000, batch_size=30, lr=1e-4, load_size=512, crop_size=256, log_every=50, ckpt_every=2000)
     c.eval = EvalCfg(n_photos=50)
     c.exp = ExpCfg(ablation_iters=20_000, ablation_crop=256, ablation_ckpt_every=1000, adain_iters=20_000, clipstyler_steps=300, video_frames=30)
+    c.data = DataCfg(num_workers=8)   # data.wikiart and data.coco must be given: the paper profile never builds the miniature world
     return c
 
 PROFILES = {'smoke': _smoke, 'toy': _toy, 'paper': _paper}

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'save_image',
            'train_transform', 'eval_transform', 'ImageFolderSet', 'PhotoFolder', 'artist_batch', 'hub_reachable',
-           'require_hub', 'read_artist_list', 'slug', 'export_imagefolder', 'wikiart_records', 'coco_records']
+           'require_hub', 'read_artist_list', 'slug', 'artist_matches', 'export_imagefolder', 'parquet_shards',
+           'wikiart_records', 'coco_records']
 
 # %% ../nbs/02_data.ipynb #4478b8c6
 def seed_everything(seed: int = 0):
@@ -181,6 +182,11 @@ def slug(name: str) -> str:
     "Folder name for a label: lower case, spaces and underscores to '-'."
     return '-'.join(str(name).lower().replace('_', ' ').split())
 
+def artist_matches(name: str, wanted) -> bool:
+    "Is artist `name` (a name or slug) in `wanted` (slugs)? A one-word entry matches by surname: the authors' list says 'monet' for 'claude-monet'."
+    s = slug(name)
+    return s in wanted or any('-' not in w and s.endswith('-' + w) for w in wanted)
+
 def export_imagefolder(records, out_dir, max_side: int = 512, log=print) -> int:
     "Write (PIL image, label name) records as `out_dir/<slug(label)>/<i>.jpg`, the longer side capped at `max_side`; returns the count."
     out, n = Path(out_dir), 0
@@ -192,21 +198,37 @@ def export_imagefolder(records, out_dir, max_side: int = 512, log=print) -> int:
         if n % 5000 == 0: log(f"[export] {n} images")
     return n
 
+def parquet_shards(folder) -> list:
+    "The parquet shards under `folder` (the `huggan/wikiart` layout keeps them in `data/train-*.parquet`), sorted."
+    return sorted(str(p) for p in Path(folder).rglob('*.parquet'))
+
+def _labelled_rows(ds, artist_col: str = 'artist'):
+    "(image, artist name) rows of a 🤗 dataset whose artist column is a ClassLabel (names) or a string."
+    names = getattr(ds.features.get(artist_col), 'names', None) if ds.features else None
+    for r in ds: yield r['image'], (names[r[artist_col]] if names else r[artist_col])
+
 def wikiart_records(source: str = 'huggan/wikiart', artists=None, split: str = 'train'):
-    "(image, artist) pairs from the hub dataset `source` or a local image-folder path, optionally only `artists` (names or slugs)."
+    "(image, artist) pairs from the hub dataset `source`, a local image folder (`<artist>/*.jpg`) or a local folder of `huggan/wikiart` parquet shards; optionally only `artists` (names or slugs). 'Unknown Artist' is left out."
     want = {slug(a) for a in artists} if artists else None
+    keep = lambda a: not slug(a).startswith('unknown') and (want is None or artist_matches(a, want))
     if Path(source).is_dir():
+        shards = parquet_shards(source)
+        if shards:   # the hub layout on disk: read it with `datasets` (streaming: nothing cached)
+            import datasets
+            ds = datasets.load_dataset('parquet', data_files={'train': shards}, split='train', streaming=True)
+            if 'artist' not in (ds.features or {}) or 'image' not in (ds.features or {}):
+                raise RuntimeError(f"{source}: parquet shards without 'image' and 'artist' columns; use the huggan/wikiart layout")
+            for im, a in _labelled_rows(ds):
+                if keep(a): yield im, a
+            return
         for p in sorted(Path(source).rglob('*')):
-            if p.suffix.lower() in ('.jpg', '.jpeg', '.png') and (want is None or slug(p.parent.name) in want):
+            if p.suffix.lower() in ('.jpg', '.jpeg', '.png') and keep(p.parent.name):
                 yield Image.open(p), p.parent.name
         return
-    require_hub(f"WikiArt ({source})", "download a WikiArt export (folders per artist) and pass it with --from-dir DIR")
+    require_hub(f"WikiArt ({source})", "download a WikiArt export (folders per artist, or the huggan/wikiart parquet shards) and pass it with --from-dir DIR")
     import datasets
-    ds = datasets.load_dataset(source, split=split, streaming=True)
-    names = ds.features['artist'].names if ds.features and 'artist' in ds.features else None
-    for r in ds:
-        a = names[r['artist']] if names else r['artist']
-        if want is None or slug(a) in want: yield r['image'], a
+    for im, a in _labelled_rows(datasets.load_dataset(source, split=split, streaming=True)):
+        if keep(a): yield im, a
 
 def coco_records(source: str = 'detection-datasets/coco', split: str = 'train'):
     "(image, 'photo') pairs from a hub COCO mirror or a local folder of COCO train2017 JPEGs."

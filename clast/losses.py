@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['CONTENT_LAYERS', 'STYLE_LAYERS', 'TERMS', 'ABLATIONS', 'directional_clip_loss', 'supcon_loss', 'ProjectionHead',
-           'supcon_pairings', 'gram_matrix', 'content_loss', 'style_loss', 'LPIPSLoss', 'lpips_from_config',
-           'ablation_overrides', 'ClastLoss']
+           'supcon_pairings', 'gather_batch', 'gram_matrix', 'content_loss', 'style_loss', 'LPIPSLoss',
+           'lpips_from_config', 'ablation_overrides', 'ClastLoss']
 
 # %% ../nbs/09_losses.ipynb #e0750267
 def directional_clip_loss(out_img_emb: torch.Tensor,    # (B, D) CLIP image embeddings of the stylized outputs
@@ -65,6 +65,23 @@ def supcon_pairings(z_text: torch.Tensor,   # (n, d) projected features of the t
     y2 = torch.cat([labels, labels])
     return sum(supcon_loss(torch.cat([a, b]), y2, temperature)
                for a, b in ((z_text, z_image), (z_paint, z_text), (z_paint, z_image)))
+
+# %% ../nbs/09_losses.ipynb #5a1c0d02
+def _world() -> tuple:
+    "(rank, world size) of the initialised default process group; (0, 1) without one."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    "Every process's `x` (equal shapes) concatenated in rank order along dim 0; the own slice keeps its gradient. `x` itself in one process."
+    rank, ws = _world()
+    if ws == 1: return x
+    import torch.distributed as dist
+    parts = [torch.empty_like(x) for _ in range(ws)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[rank] = x
+    return torch.cat(parts)
 
 # %% ../nbs/09_losses.ipynb #192c2b2c
 CONTENT_LAYERS = ('relu2_2', 'relu3_4')
@@ -157,9 +174,10 @@ class ClastLoss(nn.Module):
             terms['clip'] = directional_clip_loss(e_out, e_ph.repeat(2, 1), txt_target.repeat(2, 1), txt_source)
         if on['lpips']:
             terms['lpips'] = self.lpips(outs, photos.repeat(2, 1, 1, 1))
-        if on['supcon']:
+        if on['supcon']:   # over the global batch: under torchrun each process holds one slice (`gather_batch`)
             zt, zi = self.head(e_out).split(n)
-            terms['supcon'] = supcon_pairings(zt, zi, self.head(e_pa), labels, self.cfg.temperature)
+            g = gather_batch
+            terms['supcon'] = supcon_pairings(g(zt), g(zi), g(self.head(e_pa)), g(labels.to(zt.device)), self.cfg.temperature)
         if on['style'] or on['content']:
             taps = tuple(dict.fromkeys((STYLE_LAYERS if on['style'] else ()) + (CONTENT_LAYERS if on['content'] else ())))
             f_out = self.vgg(outs, taps=taps)
@@ -171,4 +189,6 @@ class ClastLoss(nn.Module):
             if on['content']: terms['content'] = content_loss(f_out, rep(f_ph))
         total = sum(w[t] * v for t, v in terms.items())
         log = {t: (terms[t].detach() if t in terms else torch.tensor(float('nan'))) for t in TERMS}
-        return total, {**log, 'total': total.detach()}
+        ws = _world()[1]   # the objective to back-propagate: DDP's gradient average divides the gathered SupCon term by ws
+        obj = total + (ws - 1) * w['supcon'] * terms['supcon'] if ws > 1 and 'supcon' in terms else total
+        return obj, {**log, 'total': total.detach()}

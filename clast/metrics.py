@@ -11,13 +11,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from .config import Config
 from .clip import clip_from_config, load_clip, world_artists, world_paintings
 from .losses import content_loss, CONTENT_LAYERS
-from .toyworld import build_world, judge_from_config
-from .train import ssim, heldout_photos, artist_prompts, reference_paintings
+from .sources import source_from_config, judge_from_config, aesthetic_status, heldout_photos, reference_paintings
+from .train import ssim, artist_prompts
 
 # %% auto #0
 __all__ = ['AESTHETIC_NA', 'AESTHETIC_FILE', 'AESTHETIC_URL', 'clip_content_score', 'clip_style_score', 'vgg_content_loss',
            'mean_ssim', 'deception', 'aesthetic_head_path', 'load_aesthetic_head', 'aesthetic_score',
-           'aesthetic_from_config', 'time_split', 'clast_stylize_fn', 'evaluate_method']
+           'aesthetic_from_config', 'aesthetic_scorer', 'time_split', 'clast_stylize_fn', 'evaluate_method']
 
 # %% ../nbs/11_metrics.ipynb #7d9a6e18
 @torch.no_grad()
@@ -107,16 +107,32 @@ def aesthetic_score(clip,                          # ClipEncoder whose embedding
     f = F.normalize(clip.encode_image(images, normalize=False).float(), dim=-1)
     return float(head.to(f.device)(f).mean())
 
-def aesthetic_from_config(cfg: Config,             # the profile; miniature profiles give `AESTHETIC_NA`
+def aesthetic_from_config(cfg: Config,             # the profile: `data.aesthetic_head`, `data.aesthetic_clip`, `data.aesthetic_model`
                           images: torch.Tensor,    # (N,3,H,W) images in [0,1]
-                          head_path=None,          # the LAION head .pth (default: `aesthetic_head_path(cfg)`)
-                          clip=None,               # the matching CLIP (default: open_clip ViT-L-14 / openai)
-                         ):                        # float, or the string `AESTHETIC_NA`
-    "The aesthetic score as the profile allows: a number in the paper profile, `AESTHETIC_NA` in the miniature world."
-    if cfg.miniature: return AESTHETIC_NA
+                          head_path=None,          # the LAION head .pth (default: `data.aesthetic_head`, else `aesthetic_head_path(cfg)`)
+                          clip=None,               # the matching CLIP (default: `data.aesthetic_model` from `data.aesthetic_clip`, else ViT-L-14 / openai)
+                         ):                        # float, or a string saying why there is no number
+    "The LAION aesthetic score when the head and its CLIP are supplied; otherwise why not (`AESTHETIC_NA` in the miniature world, the missing key on real data)."
+    if cfg.miniature and head_path is None: return AESTHETIC_NA
+    spec = 'openai'
+    if head_path is None:
+        head_path, why = aesthetic_status(cfg, need_clip=clip is None)
+        if head_path is None:
+            if cfg.data.aesthetic_head or not aesthetic_head_path(cfg).is_file(): return why
+            head_path = aesthetic_head_path(cfg)   # $CLAST_AESTHETIC_HEAD or data/paper/models/laion_aesthetic/
+        elif why: spec = why
     head = load_aesthetic_head(aesthetic_head_path(cfg, head_path))     # fail fast before loading a large CLIP
-    clip = clip if clip is not None else load_clip('ViT-L-14', 'openai')
+    clip = clip if clip is not None else load_clip(cfg.data.aesthetic_model, spec)
     return aesthetic_score(clip, images, head)
+
+def aesthetic_scorer(cfg: Config, clip=None):
+    "A callable `images -> mean LAION rating` when the head and its CLIP are supplied (loaded once), else the string saying why there is none."
+    if cfg.miniature: return AESTHETIC_NA
+    head_path, spec = aesthetic_status(cfg, need_clip=clip is None)
+    if head_path is None: return spec
+    head = load_aesthetic_head(head_path)
+    clip = clip if clip is not None else load_clip(cfg.data.aesthetic_model, spec)
+    return lambda images: aesthetic_score(clip, images, head)
 
 # %% ../nbs/11_metrics.ipynb #453a19e9
 def _sync(device):
@@ -154,7 +170,7 @@ def time_split(model,                              # CLAST (`embed_style`, `enco
 def clast_stylize_fn(cfg: Config, model, guide: str = 'text'):
     "A `stylize_fn(photos, artist_index)` for a CLAST `model`: guided by the artist prompt ('text') or the reference painting ('image')."
     if guide not in ('text', 'image'): raise ValueError(f"guide must be 'text' or 'image', got {guide!r}")
-    names = world_artists(build_world(cfg))
+    names = source_from_config(cfg).artists
     refs = reference_paintings(cfg) if guide == 'image' else None
     def fn(photos, a):
         style = artist_prompts(cfg, [names[a]]) if guide == 'text' else refs[a]
@@ -170,19 +186,22 @@ def evaluate_method(cfg: Config,                   # profile (photos, artists, p
                     name: str = '',                # method name written into the result
                     warmup: int = None,            # untimed calls before timing; default `cfg.eval.seconds_warmup`
                     keep_outputs: bool = False,    # also return the stylized images {artist_index: (N,3,H,W)}
+                    vgg=None,                      # a frozen VGG (`vgg(x, taps=)`): also report the VGG content loss
+                    aesthetic=None,                # a callable images -> mean LAION rating (`aesthetic_scorer`): also report it
                    ) -> dict:
-    "Score a style-transfer method under the common protocol: CLIP content/style, SSIM, deception (+ per artist), seconds per image."
-    world = build_world(cfg)
-    names = world_artists(world)
+    "Score a style-transfer method under the common protocol: CLIP content/style, SSIM, (VGG content loss), deception (+ per artist, with the judge's own held-out top-1), seconds per image."
+    names = source_from_config(cfg).artists
     x = torch.stack(heldout_photos(cfg)) if photos is None else (photos[None] if photos.dim() == 3 else photos)
     x = x.float().clamp(0, 1)
     if artists is None: artists = [names.index(a) if isinstance(a, str) else a for a in cfg.eval.artists] or list(range(len(names)))
     artists = [int(a) for a in artists]
     clip = clip if clip is not None else clip_from_config(cfg, 'clip')
     judge = judge if judge is not None else judge_from_config(cfg)
+    jidx = getattr(judge, 'artist_indices', None)   # a judge of a subset of the artists (`eval.artists`) names indices into that subset
+    if jidx is not None and any(a not in jidx for a in artists): raise ValueError(f"the judge knows artists {jidx}, not all of {artists}")
     with torch.no_grad(): temb = clip.encode_text(artist_prompts(cfg, [names[a] for a in artists])).float()
     for _ in range(cfg.eval.seconds_warmup if warmup is None else warmup): stylize_fn(x[:1], artists[0])
-    seconds, outs, cc, cs, ss, labels, imgs = 0., {}, [], [], [], [], []
+    seconds, outs, cc, cs, ss, vc, ae, labels, imgs = 0., {}, [], [], [], [], [], [], []
     for k, a in enumerate(artists):
         t0 = time.perf_counter()
         y = stylize_fn(x, a)
@@ -191,12 +210,20 @@ def evaluate_method(cfg: Config,                   # profile (photos, artists, p
         if y.shape != x.shape: raise ValueError(f"stylize_fn returned shape {tuple(y.shape)} for photos {tuple(x.shape)}")
         n = len(x)
         cc.append(clip_content_score(clip, x, y) * n); cs.append(clip_style_score(clip, temb[k], y) * n)
-        ss.append(mean_ssim(x, y) * n); imgs.append(y); labels += [a] * n
+        ss.append(mean_ssim(x, y) * n); imgs.append(y); labels += [jidx.index(a) if jidx is not None else a] * n
+        if vgg is not None:
+            dev = next(vgg.parameters()).device
+            vc.append(vgg_content_loss(vgg, x.to(dev), y.to(dev)) * n)
+        if aesthetic is not None: ae.append(aesthetic(y) * n)
         if keep_outputs: outs[a] = y
     total = len(x) * len(artists)
     dec = deception(judge, torch.cat(imgs), labels)
+    back = (lambda j: jidx[j]) if jidx is not None else (lambda j: j)
     res = {'method': name, 'clip_content': sum(cc) / total, 'clip_style': sum(cs) / total, 'ssim': sum(ss) / total,
-           'deception': dec['rate'], 'deception_per_artist': {names[a]: r for a, r in dec['per_artist'].items()},
+           **({'vgg_content': sum(vc) / total} if vgg is not None else {}),
+           **({'aesthetic': sum(ae) / total} if aesthetic is not None else {}),
+           'deception': dec['rate'], 'deception_per_artist': {names[back(a)]: r for a, r in dec['per_artist'].items()},
+           'judge_top1': getattr(judge, 'accuracy', None),
            'seconds_per_image': seconds / total, 'n_photos': len(x), 'n_artists': len(artists), 'image_size': int(x.shape[-1])}
     if keep_outputs: res['outputs'] = outs
     return res

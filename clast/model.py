@@ -9,16 +9,22 @@ from collections import OrderedDict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import save_file, load_file
-from .config import Config, get_config, save_config, load_config
-from .clip import ClipEncoder, clip_from_config, load_clip
+from dataclasses import asdict
+from .config import Config, get_config, save_config, load_config, _from_dict
+from .clip import ClipEncoder, clip_from_config, load_clip, clip_from_spec, mini_clip_dir
 from .vgg import VGGEncoder, Encoder, Decoder, vgg_from_config, IMAGENET_MEAN, IMAGENET_STD
 from .fusion import Transform
 
 # %% auto #0
-__all__ = ['CLAST', 'embed_style', 'rgb_to_ycbcr', 'ycbcr_to_rgb', 'preserve_colors', 'stylize', 'state_without_clip', 'save',
-           'load', 'load_weights', 'map_official_state', 'load_official_checkpoint']
+__all__ = ['OUR_CONVENTIONS', 'OFFICIAL_CONVENTIONS', 'FORMAT_VERSION', 'CLAST', 'embed_style', 'rgb_to_ycbcr', 'ycbcr_to_rgb',
+           'preserve_colors', 'stylize', 'portable_config', 'state_without_clip', 'save', 'read_header',
+           'CheckpointError', 'load', 'load_weights', 'map_official_state', 'load_official_checkpoint',
+           'adjust_contrast', 'quantize', 'authors_style_image', 'official_standin']
 
 # %% ../nbs/08_model.ipynb #8163a7bf
+OUR_CONVENTIONS = dict(contrast=1.0, style_prep='clip', quantize='round')          # our checkpoints (the template: cfg.loss.template)
+OFFICIAL_CONVENTIONS = dict(contrast=1.5, style_prep='authors', quantize='authors')  # the authors' demo (and the raw prompt: template None)
+
 class CLAST(nn.Module):
     "CLAST style transfer network; build with `CLAST.from_config(cfg)`."
     def __init__(self, clip: ClipEncoder, vgg: VGGEncoder, cfg: Config):
@@ -31,12 +37,15 @@ class CLAST(nn.Module):
         self.clip = clip
         self.normalize_embedding = m.normalize_embedding
         self.template = cfg.loss.template
+        self.conventions = dict(OUR_CONVENTIONS)   # inference pre/post-processing (`load_official_checkpoint` sets the authors')
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: Config, pretrained: bool = True, device='cpu') -> 'CLAST':
         "Build for `cfg`; `pretrained=False` uses random CLIP and VGG weights (no downloads; e.g. to time the paper model)."
+        if 'embedded' in (cfg.vgg.weights, cfg.clip.pretrained):
+            raise ValueError("this config comes from a self-contained checkpoint (its VGG/CLIP weights are inside the .safetensors): use CLAST.load(path)")
         if pretrained: clip = clip_from_config(cfg, 'clip', device=device)
         else: clip = load_clip(cfg.clip.model, '', device=device) if not cfg.clip.model.startswith('clast-mini') else clip_from_config(cfg, 'clip', device=device)
         torch.manual_seed(cfg.seed)
@@ -132,31 +141,121 @@ def stylize(self, content, style, alpha: float = 1.0, preserve_color: bool = Fal
 CLAST.stylize = stylize
 
 # %% ../nbs/08_model.ipynb #be3e83f8
+FORMAT_VERSION = 2   # 1: all weights but CLIP, the config only in the .json next to it; 2: self-contained (config, VGG and CLIP inside)
+_KEYWORDS = {'', 'toy', 'random', 'world', 'torchvision', 'embedded'}   # vgg.weights values that name no file
+
+def _public_tag(ccfg) -> bool:
+    "Is `ccfg.pretrained` a public open_clip tag of `ccfg.model` ('openai', 'webli')? Then a checkpoint names its CLIP instead of holding it."
+    p = ccfg.pretrained or ''
+    if not p or p == 'embedded' or ccfg.model.startswith('clast-') or any(c in p for c in '/\\.') or Path(p).expanduser().exists(): return False
+    from open_clip.pretrained import get_pretrained_cfg
+    return bool(get_pretrained_cfg(ccfg.model.replace('/', '-'), p))
+
+def _is_abs(s) -> bool:
+    return isinstance(s, str) and (s.startswith(('/', '~', '\\')) or (len(s) > 2 and s[1] == ':' and s[2] in '/\\'))
+
+def portable_config(cfg: Config, clip_embedded: bool) -> dict:
+    "`cfg` as a dict that names no file of this machine: weights inside the checkpoint say 'embedded', other absolute paths keep only their name."
+    d = json.loads(json.dumps(cfg.to_dict(), default=list))
+    if d['vgg']['weights'] not in _KEYWORDS: d['vgg']['weights'] = 'embedded'          # a vgg_normalised.pth path: its weights are inside
+    if clip_embedded and d['clip']['pretrained']: d['clip']['pretrained'] = 'embedded'  # a local CLIP file: inside too
+    def strip(o):
+        if isinstance(o, dict): return {k: strip(v) for k, v in o.items()}
+        if isinstance(o, list): return [strip(v) for v in o]
+        return Path(o).name if _is_abs(o) else o
+    return strip(d)
+
 def state_without_clip(self) -> dict:
     return {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith('clip.')}
 
-def save(self, path) -> Path:
-    "Write `path` (safetensors, all weights but CLIP) and `path`.json (the config), atomically."
+def save(self, path,
+         half: bool = False,   # store floating-point tensors as float16 (half the size; `load` computes in float32)
+        ) -> Path:
+    "Write `path`: one self-contained safetensors file (all weights, CLIP too unless `cfg.clip.pretrained` is a public open_clip tag, and the portable config), plus `path`.json (the same config, to read), atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    embed_clip = not _public_tag(self.cfg.clip)
+    sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if embed_clip or not k.startswith('clip.')}
+    if half: sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    d = portable_config(self.cfg, embed_clip)
+    clip = self.clip.spec() if embed_clip else dict(name=self.cfg.clip.model, pretrained=self.cfg.clip.pretrained, kind=self.clip.kind)
+    meta = dict(format=FORMAT_VERSION, config=d, embedded=['vgg'] + (['clip'] if embed_clip else []), clip=clip,
+                dtype='float16' if half else 'float32', template=self.template, conventions=self.conventions)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    save_file(state_without_clip(self), str(tmp), metadata={'format': 'clast'})   # one key: the bytes do not depend on the process
-    save_config(self.cfg, path.with_suffix('.json')); os.replace(tmp, path)
+    save_file(sd, str(tmp), metadata={'clast': json.dumps(meta, sort_keys=True)})   # one key: the bytes do not depend on the process
+    j = path.with_suffix('.json'); jt = j.with_name(f'.{j.name}.tmp{os.getpid()}')
+    jt.write_text(json.dumps(d, indent=1) + '\n'); os.replace(jt, j); os.replace(tmp, path)
     return path
 
+def read_header(path) -> dict:
+    "The clast metadata of a checkpoint (format 2: format, config, embedded, clip, dtype, template, conventions) without reading its tensors; {'format': 1} for an older one."
+    from safetensors import safe_open
+    with safe_open(str(path), 'pt') as f: m = f.metadata() or {}
+    return json.loads(m['clast']) if 'clast' in m else {'format': 1}
+
+class CheckpointError(ValueError):
+    "A checkpoint this clast cannot use as it is; the one-line message says why and what to do."
+
+def _fp32(sd: dict) -> dict: return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+def _mini_cached(cfg: Config) -> Path:
+    "The cached mini CLIP of `cfg` (under cfg.data_dir) if its files are intact and were trained with `cfg.clip` and `cfg.seed`, else None."
+    d = mini_clip_dir(cfg, 'clip'); w = d/'open_clip_model.safetensors'
+    try:
+        meta = json.loads((d/'meta.json').read_text())
+        from clast.clip import _sha256
+        ok = meta['inputs']['section'] == asdict(cfg.clip) and meta['inputs']['seed'] == cfg.seed and meta['sha256'] == _sha256(w)
+    except (OSError, ValueError, KeyError, TypeError): return None
+    return w if ok else None
+
+def _old_clip(path: Path, cfg: Config, device, tokenizer: str):
+    "The CLIP of a format-1 checkpoint, from the assets its config names, if they are here; `CheckpointError` otherwise."
+    c = cfg.clip
+    if _public_tag(c): return load_clip(c.model, c.pretrained, device=device, kind='clip', tokenizer=tokenizer)
+    if c.pretrained and Path(c.pretrained).expanduser().is_file(): return load_clip(c.model, c.pretrained, device=device, kind='clip', tokenizer=tokenizer)
+    w = _mini_cached(cfg) if c.model.startswith('clast-mini') and not c.pretrained else None
+    if w is None:
+        where = c.pretrained or (mini_clip_dir(cfg, 'clip') if c.model.startswith('clast-mini') else 'a random initialisation')
+        raise CheckpointError(f"{path}: an older clast checkpoint (format 1, CLIP not inside) whose CLIP ({c.model}, {where}) is not here; "
+                              f"re-save it where it was trained (CLAST.load(p).save(p) embeds it) or retrain it with `clast train`")
+    return load_clip(c.model, str(w), device=device, kind='clip')
+
 @classmethod
-def load(cls, path, device='cpu', pretrained: bool = True) -> 'CLAST':
-    "A model saved with `save` (its config is read from the .json next to it)."
+def load(cls, path,
+         device='cpu',
+         tokenizer: str = '',   # a local tokenizer folder, only for hub-tokenized CLIPs (SigLIP)
+        ) -> 'CLAST':
+    "A model saved with `save`, built from the file alone: no asset file is read, nothing trained or downloaded (CLIP named by a public tag aside). Older (format-1) checkpoints load if the assets their config names are here, else `CheckpointError` says why."
     path = Path(path)
-    cj = path.with_suffix('.json')
-    if not cj.is_file(): raise FileNotFoundError(f"{cj} missing: a clast checkpoint is the .safetensors file plus its .json config")
-    return cls.from_config(load_config(cj), pretrained=pretrained, device=device).load_weights(path).eval()
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such checkpoint file")
+    h = read_header(path)
+    if h['format'] == 1:
+        cj = path.with_suffix('.json')
+        if not cj.is_file(): raise FileNotFoundError(f"{cj} missing: an older clast checkpoint (format 1) is the .safetensors file plus its .json config")
+        cfg = load_config(cj)
+        clip = _old_clip(path, cfg, device, tokenizer or cfg.paths.tokenizer)
+        h = dict(embedded=['vgg'], template=cfg.loss.template, conventions=OUR_CONVENTIONS)
+    else:
+        if h['format'] > FORMAT_VERSION: raise CheckpointError(f"{path}: checkpoint format {h['format']} is newer than this clast reads ({FORMAT_VERSION}); upgrade clast")
+        cfg = _from_dict(Config, h['config'])
+        tok = tokenizer or cfg.paths.tokenizer
+        if 'clip' in h['embedded']: clip = clip_from_spec(h['clip'], device, tok)
+        else: clip = load_clip(h['clip']['name'], h['clip']['pretrained'], device=device, kind=h['clip'].get('kind'), tokenizer=tok)
+    vgg = VGGEncoder(cfg.vgg.width, cfg.vgg.normalisation)   # its weights are in the file: vgg.weights is never read
+    model = cls(clip, vgg, cfg)
+    sd = _fp32(load_file(str(path)))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not (k.startswith('clip.') and 'clip' not in h['embedded'])]
+    if missing or unexpected: raise RuntimeError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.template = h.get('template', cfg.loss.template)
+    model.conventions = dict(h.get('conventions') or OUR_CONVENTIONS)
+    return model.to(device).eval()
 
 def load_weights(self, path,
                  skip: tuple = (),   # key prefixes left at their current values (e.g. ('transform.',) for another fusion block)
                 ) -> 'CLAST':
-    "Copy the weights of a checkpoint written by `save` into this model (all but CLIP and `skip` must fit exactly)."
+    "Copy the weights of a checkpoint written by `save` into this model (all but CLIP and `skip` must fit exactly; CLIP is copied when the file holds it)."
     skip = tuple(skip)
-    sd = {k: v for k, v in load_file(str(path)).items() if not (skip and k.startswith(skip))}
+    sd = {k: v for k, v in _fp32(load_file(str(path))).items() if not (skip and k.startswith(skip))}
     missing, unexpected = self.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith(('clip.',) + skip)]
     if missing or unexpected: raise RuntimeError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -175,9 +274,11 @@ def map_official_state(sd: dict) -> dict:
         out[k] = v.float() if torch.is_floating_point(v) else v
     return out
 
-def load_official_checkpoint(model: CLAST, path, log=print) -> dict:
+def load_official_checkpoint(model: CLAST,
+                             path,            # the .ckpt file, or its contents already read with `torch.load(..., weights_only=True)`
+                             log=print) -> dict:
     "Load the authors' `wikiart_all.ckpt` into a paper-profile `model`; returns {'missing': [...], 'unexpected': [...]}."
-    ck = torch.load(path, map_location='cpu', weights_only=True)
+    ck = path if isinstance(path, dict) else torch.load(path, map_location='cpu', weights_only=True)
     sd = ck.get('state_dict', ck)
     mapped = map_official_state(sd)
     own = model.state_dict()
@@ -186,4 +287,75 @@ def load_official_checkpoint(model: CLAST, path, log=print) -> dict:
     res = model.load_state_dict(mapped, strict=False)
     rep = {'missing': list(res.missing_keys), 'unexpected': list(res.unexpected_keys)}
     log(f"[official] loaded {len(mapped) - len(rep['unexpected'])} tensors; missing {len(rep['missing'])}, unexpected {len(rep['unexpected'])}")
+    model.template, model.conventions = None, dict(OFFICIAL_CONVENTIONS)   # the authors' demo: raw prompt, contrast 1.5, their crops and uint8
     return rep
+
+# %% ../nbs/08_model.ipynb #6f981e02
+def adjust_contrast(x: torch.Tensor, factor: float = 1.5) -> torch.Tensor:
+    "torchvision's `adjust_contrast` (the authors' demo applies 1.5 after decoding): each image blended with its mean grey level, clamped to [0, 1]; 1 = unchanged."
+    if factor == 1: return x
+    if factor < 0: raise ValueError(f"contrast must be >= 0, got {factor}")
+    from torchvision.transforms.functional import adjust_contrast as tv_adjust_contrast
+    return tv_adjust_contrast(x, float(factor))
+
+def quantize(x: torch.Tensor, mode: str = 'round') -> torch.Tensor:
+    "`x` in [0, 1] put on the 8-bit grid (still float, k/255): 'round' = nearest (ours), 'authors' = the demo's ×255, +0.5, clamp, truncate to uint8."
+    if mode == 'round': return x.clamp(0, 1).mul(255).round().div(255)
+    if mode == 'authors': return x.clamp(0, 1).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).float().div(255)
+    raise ValueError(f"quantize mode must be 'round' or 'authors', got {mode!r}")
+
+def authors_style_image(img,                    # a PIL image, or a (3,H,W)/(1,3,H,W) tensor in [0,1]
+                        size: int = 512,        # resized to size×size first (aspect not kept, PIL bilinear, as torchvision's Resize((512, 512)))
+                        crop: int = 224,        # then a crop×crop crop (CLIP's input side)
+                        random_crop: bool = False, # False: the centre crop (deterministic); True: a random one drawn from `seed`, as the authors' training did
+                        seed: int = 0,
+                       ) -> torch.Tensor:
+    "A painting prepared as the authors' CLIP image path sees it (CLAST_SPEC §3.4): (1, 3, crop, crop) in [0, 1]."
+    import numpy as np
+    from PIL import Image
+    if torch.is_tensor(img):
+        t = img[0] if img.dim() == 4 else img
+        img = Image.fromarray(t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    x = torch.from_numpy(np.asarray(img.convert('RGB').resize((size, size), Image.BILINEAR)).copy()).permute(2, 0, 1).float().div(255)
+    if random_crop:
+        g = torch.Generator().manual_seed(seed)
+        top, left = (int(torch.randint(size - crop + 1, (1,), generator=g)) for _ in range(2))
+    else: top = left = int(round((size - crop) / 2.0))
+    return x[None, :, top:top + crop, left:left + crop]
+
+# %% ../nbs/08_model.ipynb #762b97a1
+_FP16 = ('text_projection', 'visual.proj', 'visual.conv1.weight', '.attn.in_proj_', '.attn.out_proj.', '.mlp.c_fc.', '.mlp.c_proj.')
+_LPIPS_VGG16 = {'slice1': [(0, 3, 64), (2, 64, 64)], 'slice2': [(5, 64, 128), (7, 128, 128)],
+                'slice3': [(10, 128, 256), (12, 256, 256), (14, 256, 256)], 'slice4': [(17, 256, 512), (19, 512, 512), (21, 512, 512)],
+                'slice5': [(24, 512, 512), (26, 512, 512), (28, 512, 512)]}
+
+def official_standin(path,                 # where to write the .ckpt
+                     model: CLAST = None,  # a paper-profile CLAST whose shapes to use (default: built here with random weights)
+                     seed: int = 0,        # the random values
+                    ) -> Path:
+    "A random-weight checkpoint in the authors' Lightning layout (CLAST_SPEC §1.3: `state_dict` of 473 keys, CLIP partly fp16, VGG under both `vgg_feat.` and `encoder.`, LPIPS and `proj.`): a stand-in for wikiart_all.ckpt."
+    model = model or CLAST.from_config(get_config('paper'), pretrained=False)
+    g = torch.Generator().manual_seed(seed)
+    def jitter(v):   # the model's own (random) initial values moved by 10% of their spread: sane activations, values only the file has
+        if not v.is_floating_point(): return v.clone()
+        s = float(v.float().std()) if v.numel() > 1 else 0.01
+        return (v.float() + 0.1 * (s or 0.01) * torch.randn(v.shape, generator=g)).to(v.dtype)
+    ck = {}
+    for k, v in model.state_dict().items():
+        if k.startswith('clip.model.'):
+            kk = k[len('clip.model.'):]; t = jitter(v)
+            ck['text_editor.CLIP_model.' + kk] = t.half() if any(s in kk or kk.startswith(s) for s in _FP16) else t
+        elif k.startswith('encoder.vgg.'):
+            t = jitter(v); ck['encoder.' + k[len('encoder.vgg.'):]] = ck['vgg_feat.' + k[len('encoder.vgg.'):]] = t   # one tensor, two names
+        else: ck[k] = jitter(v)
+    ck['proj.weight'], ck['proj.bias'] = 0.05 * torch.randn(128, 512, generator=g), torch.zeros(128)
+    ck['lpips.scaling_layer.shift'] = torch.tensor([-.030, -.088, -.188]).view(1, 3, 1, 1)
+    ck['lpips.scaling_layer.scale'] = torch.tensor([.458, .448, .450]).view(1, 3, 1, 1)
+    for sl, convs in _LPIPS_VGG16.items():
+        for i, ci, co in convs:
+            ck[f'lpips.net.{sl}.{i}.weight'] = 0.05 * torch.randn(co, ci, 3, 3, generator=g); ck[f'lpips.net.{sl}.{i}.bias'] = torch.zeros(co)
+    for n, c in enumerate((64, 128, 256, 512, 512)):
+        ck[f'lpips.lin{n}.model.1.weight'] = ck[f'lpips.lins.{n}.model.1.weight'] = torch.rand(1, c, 1, 1, generator=g) * 0.1
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'state_dict': ck, 'epoch': 0, 'global_step': 0, 'pytorch-lightning_version': '2.2.1'}, path)
+    return path

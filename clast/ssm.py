@@ -12,7 +12,8 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCANS', 'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba', 'bench_scan']
+__all__ = ['log', 'BACKENDS', 'SCANS', 'scan_ext_dir', 'scan_build_present', 'scan_build_problem', 'build_scan',
+           'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba', 'bench_scan', 'main']
 
 # %% ../nbs/06_ssm.ipynb #5437caa8
 def _compute_dtype(*ts) -> torch.dtype:
@@ -141,8 +142,136 @@ class _SelectiveScanFn(torch.autograd.Function):
         back = lambda t: t.permute(1, 2, 0).contiguous()
         return back(gu), back(gdt), gA.t(), back(gB), back(gC)
 
+# %% ../nbs/06_ssm.ipynb #24a1df7f
+import hashlib, json, os, platform, shutil, sys
+from pathlib import Path
+
+_CPP_CHUNK = 64      # tokens between the states the compiled forward saves (its backward recomputes the ones between)
+_CPP_GROUPS = None   # channel groups of the compiled backward (None: enough work items for every thread)
+_SCAN_LIB = 'clast_scan'
+_scan_loaded = []    # the library file loaded into this process, if any
+
+def _scan_source() -> Path:
+    import clast
+    return Path(clast.__file__).parent/'csrc'/'selective_scan.cpp'
+
+def _scan_cflags() -> list:
+    omp = [] if sys.platform == 'darwin' else ['-fopenmp']       # Apple clang has no -fopenmp: the loop then runs on one thread
+    return ['-O3', '-march=native', *omp]
+
+@functools.lru_cache(maxsize=None)
+def _scan_key() -> str:
+    "Hash of what the build depends on: source, flags, torch, Python, CPU."
+    cpu = platform.processor()
+    try: cpu = next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith(('model name', 'flags')))
+    except (OSError, StopIteration): pass
+    parts = [_scan_source().read_bytes(), ' '.join(_scan_cflags()).encode(), torch.__version__.encode(), sys.version.encode(),
+             platform.machine().encode(), cpu.encode(), torch.backends.cpu.get_cpu_capability().encode()]
+    return hashlib.sha1(b'\0'.join(parts)).hexdigest()[:12]
+
+def scan_ext_dir() -> Path:
+    "Folder of the compiled scan: `$CLAST_EXT_DIR`, else `$XDG_CACHE_HOME` (or ~/.cache)/clast/ext, then scan-<key>."
+    root = os.environ.get('CLAST_EXT_DIR') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'clast'/'ext'
+    return Path(root)/f'scan-{_scan_key()}'
+
+def scan_build_present() -> bool:
+    "Whether the compiled scan for this source, torch and CPU is built (and passed its load check)."
+    d = scan_ext_dir()
+    return (d/f'{_SCAN_LIB}.so').exists() and (d/'ok.json').exists()
+
+def scan_build_problem():
+    "Why the compiled scan cannot be built here (one line), or None when a compiler and ninja are present."
+    cxx = os.environ.get('CXX', 'c++')
+    if shutil.which(cxx) is None: return f"no C++ compiler ({cxx!r} is not on PATH; install g++ or set CXX)"
+    if not _cpp_extension().is_ninja_available(): return "ninja is not installed (pip install ninja)"
+    return None
+
+def _cpp_extension():
+    "torch.utils.cpp_extension, imported without its 'No CUDA runtime is found' warning on CPU machines."
+    lg = logging.getLogger('torch.utils.cpp_extension'); lvl = lg.level; lg.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as ce
+        return ce
+    finally: lg.setLevel(lvl)
+
+def build_scan(verbose: bool = False,  # print the compiler's commands
+               force: bool = False,    # rebuild even if present
+              ) -> float:              # seconds the build took (0.0 when it was already built)
+    "Compile clast's CPU selective scan into `scan_ext_dir()` (once per source, torch and CPU) and load it."
+    if _scan_loaded and force: raise RuntimeError("the compiled scan is loaded in this process: rebuild it from a fresh one (python -m clast.ssm --build --force)")
+    if scan_build_present() and not force: _load_scan(); return 0.0
+    problem = scan_build_problem()
+    if problem: raise RuntimeError(f"cannot build the compiled scan: {problem}")
+    d = scan_ext_dir(); d.mkdir(parents=True, exist_ok=True)
+    (d/'ok.json').unlink(missing_ok=True)
+    print(f"compiling clast's CPU selective scan into {d} (once; ~20-60 s) ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        _cpp_extension().load(name=_SCAN_LIB, sources=[str(_scan_source())], extra_cflags=_scan_cflags(),
+                              extra_ldflags=[f for f in _scan_cflags() if f == '-fopenmp'], build_directory=str(d),
+                              is_python_module=False, verbose=verbose)
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+        raise RuntimeError(f"building the compiled scan failed ({msg[:200]}); run `python -m clast.ssm --build --verbose` to see the compiler") from None
+    secs = time.perf_counter() - t0
+    _scan_loaded[:] = [str(d/f'{_SCAN_LIB}.so')]
+    (d/'ok.json').write_text(json.dumps(dict(build_s=round(secs, 1), torch=torch.__version__, cflags=_scan_cflags(),
+                                             built=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))))
+    return secs
+
+def _load_scan(build_if_opted_in: bool = True):
+    "torch.ops.clast_scan when built (loaded once), building it first if `CLAST_BUILD_SCAN=1`; else None."
+    if _scan_loaded: return torch.ops.clast_scan
+    if not scan_build_present():
+        if not (build_if_opted_in and os.environ.get('CLAST_BUILD_SCAN', '') in ('1', 'true', 'yes')): return None
+        build_scan()
+        return torch.ops.clast_scan
+    so = scan_ext_dir()/f'{_SCAN_LIB}.so'
+    try: torch.ops.load_library(str(so))
+    except Exception as e: raise RuntimeError(f"could not load the compiled scan {so} ({str(e).strip()[:200]}); rebuild it: python -m clast.ssm --build --force") from None
+    _scan_loaded[:] = [str(so)]
+    return torch.ops.clast_scan
+
+class _CppScanFn(torch.autograd.Function):
+    "The whole scan compiled (clast/csrc/selective_scan.cpp): Δ = softplus(delta + delta_bias), y = (<h_t, C_t> + D u) silu(z); ungrouped B, C; one dtype."
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):
+        ext = _load_scan()
+        tok = lambda t: None if t is None else t.transpose(1, 2)          # (b, ·, L) -> token-major (b, L, ·): a view
+        ul, dl, zl = (None if t is None else tok(t).contiguous() for t in (u, delta, z))   # no copy for Mamba's token-major views
+        Bl, Cl = (M if M.stride(-1) == 1 else M.contiguous() for M in (tok(B), tok(C)))
+        At = A.t().contiguous()
+        D, bias = (None if t is None else t.contiguous() for t in (D, delta_bias))
+        keep = any(ctx.needs_input_grad)
+        y, ck = ext.fwd(ul, dl, At, Bl, Cl, bias, D, zl, softplus, keep, _CPP_CHUNK)
+        if keep: ctx.save_for_backward(ul, dl, At, Bl, Cl, bias, D, zl, ck); ctx.softplus = softplus
+        return tok(y)                                                   # (b, d, L) view of the token-major result
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        ul, dl, At, Bl, Cl, bias, D, zl, ck = ctx.saved_tensors
+        groups = _CPP_GROUPS or -(-2 * torch.get_num_threads() // ul.shape[0])
+        gu, gdt, gA, gB, gC, gD, gz = _load_scan().bwd(ul, dl, At, Bl, Cl, bias, D, zl, ctx.softplus, ck,
+                                                       gy.transpose(1, 2).to(ul.dtype).contiguous(), _CPP_CHUNK, groups)
+        tok = lambda t: t.transpose(1, 2)
+        return (tok(gu), tok(gdt), gA.sum(0).t(), tok(gB.sum(0)), tok(gC.sum(0)), None if D is None else gD.sum(0),
+                None if zl is None else tok(gz), None if bias is None else gdt.sum((0, 1)), None)
+
+def _scan_cpp(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    "`selective_scan` with the compiled scan; grouped B/C run it once per group."
+    ct = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
+    f = lambda t, sl=slice(None): None if t is None else t.to(ct)[sl] if t.dim() == 1 else t.to(ct)[:, sl]
+    if B.dim() == 3 and C.dim() == 3: y = _CppScanFn.apply(f(u), f(delta), A.to(ct), f(B), f(C), f(D), f(z), f(delta_bias), delta_softplus)
+    else:  # grouped: channels [i*k, (i+1)*k) share B[:, i], C[:, i]
+        g = (B if B.dim() == 4 else C).shape[1]; k = u.shape[1] // g
+        grp = lambda M, i: M.to(ct) if M.dim() == 3 else M[:, i].to(ct)
+        y = torch.cat([_CppScanFn.apply(f(u, sl), f(delta, sl), A.to(ct)[sl], grp(B, i), grp(C, i), f(D, sl), f(z, sl), f(delta_bias, sl), delta_softplus)
+                       for i, sl in ((i, slice(i * k, (i + 1) * k)) for i in range(g))], 1)
+    return y.to(u.dtype)
+
 # %% ../nbs/06_ssm.ipynb #c28bb740
-BACKENDS = ('auto', 'torch', 'ref', 'mamba_ssm')
+BACKENDS = ('auto', 'torch', 'cpp', 'ref', 'mamba_ssm')
 _announced = set()
 
 @functools.lru_cache(maxsize=None)
@@ -152,14 +281,15 @@ def _mamba_ssm_scan():
     except Exception: return None
     return selective_scan_fn
 
-def resolve_backend(backend: str = 'auto',  # auto | torch | ref | mamba_ssm
+def resolve_backend(backend: str = 'auto',  # auto | torch | cpp | ref | mamba_ssm
                     device=None,              # device of the tensors to scan
                    ) -> str:
     "The backend that `selective_scan` will run for `backend` on `device` (raises if it cannot run there)."
     if backend not in BACKENDS: raise ValueError(f"unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     dev = torch.device(device) if device is not None else torch.device('cpu')
     if backend == 'auto':
-        name = 'mamba_ssm' if dev.type == 'cuda' and _mamba_ssm_scan() is not None else 'torch'
+        if dev.type == 'cuda': name = 'mamba_ssm' if _mamba_ssm_scan() is not None else 'torch'
+        else: name = 'cpp' if dev.type == 'cpu' and _cpp_ready() else 'torch'
         if (name, dev.type) not in _announced:
             _announced.add((name, dev.type))
             log.info("selective_scan: backend=auto runs %r on %s", name, dev.type)
@@ -167,7 +297,19 @@ def resolve_backend(backend: str = 'auto',  # auto | torch | ref | mamba_ssm
     if backend == 'mamba_ssm':
         if dev.type != 'cuda': raise RuntimeError(f"scan backend 'mamba_ssm' needs CUDA tensors (got {dev.type}); use backend='torch' or 'auto'")
         if _mamba_ssm_scan() is None: raise ImportError("scan backend 'mamba_ssm' needs `pip install mamba-ssm causal-conv1d` (CUDA); or use backend='torch'/'auto'")
+    if backend == 'cpp':
+        if dev.type != 'cpu': raise RuntimeError(f"scan backend 'cpp' needs CPU tensors (got {dev.type}); use backend='auto'")
+        if _load_scan() is None: raise RuntimeError("scan backend 'cpp' is not built: run `python -m clast.ssm --build` (or `make build-scan`), "
+                                                    "or set CLAST_BUILD_SCAN=1 to build it on first use; or use backend='torch'/'auto'")
     return backend
+
+def _cpp_ready() -> bool:
+    "Whether `auto` may run the compiled scan: built already, or built now because CLAST_BUILD_SCAN=1 (a failed build falls back to 'torch', with a warning once)."
+    if _scan_loaded: return True
+    try: return _load_scan() is not None
+    except RuntimeError as e:
+        if 'cpp-failed' not in _announced: _announced.add('cpp-failed'); log.warning("selective_scan: %s; running the 'torch' scan", e)
+        return False
 
 def _softplus_fast(x):
     "softplus(x) = max(x, 0) + log1p(exp(-|x|)) with log1p written as log(1+e) corrected for rounding (torch's CPU log1p and softplus are not vectorised: ~3× slower). Same float32 accuracy as `F.softplus`; no autograd."
@@ -200,14 +342,14 @@ def selective_scan(u,                     # (b, d, L) input
                    z=None,                # (b, d, L) gate: output *= silu(z)
                    delta_bias=None,       # (d,) added to delta
                    delta_softplus=False,  # apply softplus to delta (after the bias)
-                   backend='auto',        # auto | torch | ref | mamba_ssm
+                   backend='auto',        # auto | torch | cpp | ref | mamba_ssm
                   ) -> torch.Tensor:      # (b, d, L), dtype of u
     "Mamba's selective scan with mamba-ssm's `selective_scan_fn` call and shapes."
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
     if name == 'mamba_ssm':
         return _mamba_ssm_scan()(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
-    fn = _scan_ref if name == 'ref' else _scan_torch
+    fn = {'ref': _scan_ref, 'cpp': _scan_cpp}.get(name, _scan_torch)
     return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 # %% ../nbs/06_ssm.ipynb #34864f33
@@ -242,7 +384,7 @@ class Mamba(nn.Module):
                  conv_bias=True,             # bias in the depthwise conv
                  bias=False,                 # bias in in_proj / out_proj
                  scan="raster",              # raster (authors') | bidirectional | cross4
-                 backend="auto",             # selective-scan backend: auto | torch | ref | mamba_ssm
+                 backend="auto",             # selective-scan backend: auto | torch | cpp | ref | mamba_ssm
                  device=None, dtype=None):   # factory arguments, as in mamba-ssm
         super().__init__()
         if scan not in SCANS: raise ValueError(f"unknown scan order {scan!r}; choose one of {', '.join(SCANS)}")
@@ -350,11 +492,12 @@ def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
                repeats=3,                # timed runs per case (median)
                ref_max_L=4096,           # above this L the reference loop is extrapolated, not run
                ref_repeats=1,            # timed runs of the (slow) reference loop, without warm-up (median)
-               backends=('torch',),      # fast CPU backends to time (the reference is always included)
+               backends=None,            # fast CPU backends to time (the reference is always included); None: torch, and cpp when built
                log=None,                 # callable for progress lines, e.g. print
               ) -> list:
     "CPU timings (seconds) of the selective-scan backends vs the naive loop: one dict per (L, d)."
     rows, ref_cache = [], {}
+    if backends is None: backends = ('torch', 'cpp') if scan_build_present() else ('torch',)
     for d in ds:
         for L in Ls:
             x = _bench_inputs(b, d, n, L)
@@ -376,3 +519,28 @@ def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
             rows.append(row)
             if log: log(row)
     return rows
+
+# %% ../nbs/06_ssm.ipynb #af080909
+def main(argv=None):
+    "`python -m clast.ssm --build [--force] [--verbose]`: compile the CPU selective scan (see `build_scan`)."
+    import argparse
+    p = argparse.ArgumentParser(prog='python -m clast.ssm', description="clast's selective scan: build the compiled CPU backend ('cpp')")
+    p.add_argument('--build', action='store_true', help='compile it into the cache folder (once per source, torch and CPU)')
+    p.add_argument('--force', action='store_true', help='rebuild even when it is built')
+    p.add_argument('--verbose', action='store_true', help="show the compiler's commands")
+    a = p.parse_args(argv)
+    if not a.build:
+        print(f"compiled scan {'built' if scan_build_present() else 'not built'}: {scan_ext_dir()}"
+              + ('' if scan_build_present() else ' (python -m clast.ssm --build)'))
+        return 0
+    try: secs = build_scan(verbose=a.verbose, force=a.force)
+    except RuntimeError as e: print(f"error: {e}", file=sys.stderr); return 1
+    x = _bench_inputs(2, 20, 16, 300)
+    with torch.no_grad():
+        err = (selective_scan(**x, delta_softplus=True, backend='cpp') - selective_scan(**x, delta_softplus=True, backend='torch')).abs().max().item()
+    if not err < 1e-4: print(f"error: the compiled scan differs from the torch scan by {err:.3g}", file=sys.stderr); return 1
+    print(f"compiled scan {'built in %.1f s' % secs if secs else 'already built'}: {scan_ext_dir()} (max |cpp - torch| = {err:.1e}); "
+          "backend='auto' now runs it on CPU")
+    return 0
+
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # the command line, not the notebook

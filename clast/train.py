@@ -23,10 +23,11 @@ from .model import CLAST
 
 # %% auto #0
 __all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint',
-           'load_checkpoint', 'dist_info', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
-           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'stage1_indices', 'train_stage1',
-           'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim', 'heldout_photos', 'reference_paintings',
-           'evaluate_stage1', 'evaluate_stage2', 'plot_losses', 'plot_stylized']
+           'checkpoint_meta', 'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog',
+           'read_log', 'loss_vgg', 'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict',
+           'resume_point', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim',
+           'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses',
+           'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -69,7 +70,9 @@ def trainable_state(modules: dict) -> dict:
     return {f'{p}.{k}': v.detach().contiguous().cpu() for p, m in modules.items()
             for k, v in m.named_parameters() if v.requires_grad}
 
-def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None, keep: int = 2) -> Path:
+def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None, keep: int = 2,
+                    meta: dict = None,   # extra `meta.json` fields (the run's fingerprint, its world size)
+                   ) -> Path:
     "Write `ckpt_root/step_NNNNNN/` atomically (temp folder + rename); keep the `keep` newest (0: keep all)."
     root = Path(ckpt_root); root.mkdir(parents=True, exist_ok=True)
     final = root/f'step_{step:06d}'
@@ -78,7 +81,8 @@ def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None,
     save_file(trainable_state(modules), str(tmp/'weights.safetensors'))
     torch.save({'step': step, 'optimizer': optimizer.state_dict(), 'rng': _rng_state(),
                 'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
-    (tmp/'meta.json').write_text(json.dumps({'step': step, 'time': time.time(), 'weights_sha256': sha256_file(tmp/'weights.safetensors')}))
+    (tmp/'meta.json').write_text(json.dumps({'step': step, 'time': time.time(), 'weights_sha256': sha256_file(tmp/'weights.safetensors'),
+                                             **(meta or {})}))
     if final.exists(): shutil.rmtree(final)
     os.replace(tmp, final)
     if keep > 0:
@@ -89,6 +93,11 @@ def latest_checkpoint(ckpt_root) -> Path | None:
     "The newest complete checkpoint folder under `ckpt_root`, or None."
     done = [p for p in sorted(Path(ckpt_root).glob('step_*')) if (p/'meta.json').exists()]
     return done[-1] if done else None
+
+def checkpoint_meta(path) -> dict:
+    "A checkpoint folder's `meta.json` ({} if unreadable)."
+    try: return json.loads((Path(path)/'meta.json').read_text())
+    except (OSError, ValueError): return {}
 
 def load_checkpoint(path, modules: dict, optimizer=None, scaler=None, restore_rng: bool = True) -> int:
     "Load a checkpoint folder into `modules` (and optimiser/scaler/RNG); return its step."
@@ -115,11 +124,36 @@ def dist_info() -> tuple:
     if ws <= 1: return 0, 1, 0
     return int(os.environ.get('RANK', '0')), ws, int(os.environ.get('LOCAL_RANK', '0'))
 
-def _setup_dist(device: torch.device):
+def _setup_dist(device: torch.device) -> tuple:
+    "Start the default process group under torchrun (NCCL on CUDA, gloo on CPU); (rank, world_size)."
+    import datetime
     rank, ws, local = dist_info()
     if ws > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=datetime.timedelta(minutes=30))
     return rank, ws
+
+def _broadcast(obj, ws: int):
+    "Rank 0's `obj` on every rank (a picklable object)."
+    if ws == 1: return obj
+    box = [obj]; torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+def _barrier(ws: int):
+    if ws > 1: torch.distributed.barrier()
+
+def shard(x: torch.Tensor, rank: int, ws: int) -> torch.Tensor:
+    "This rank's contiguous slice of a global batch `x` (its length must divide by `ws`); `x` itself in one process."
+    if ws == 1: return x
+    if len(x) % ws: raise ValueError(f"a global batch of {len(x)} does not split over {ws} processes; make the stage's batch_size a multiple of {ws}")
+    return x.chunk(ws)[rank]
+
+def _mean_over_ranks(terms: dict, ws: int, device) -> dict:
+    "The logged loss terms averaged over every rank (each rank's terms are the means of its slice)."
+    if ws == 1: return terms
+    keys = sorted(terms)
+    v = torch.stack([torch.as_tensor(terms[k], dtype=torch.float32, device=device).reshape(()) for k in keys])
+    torch.distributed.all_reduce(v)
+    return dict(zip(keys, (v / ws).unbind()))
 
 def amp_context(device: torch.device, enabled: bool):
     "Autocast on CUDA when enabled (bf16 if supported, else fp16); a no-op context on CPU."
@@ -225,27 +259,61 @@ def _finished(run: Path, fp: str) -> bool:
     except (OSError, ValueError): return False
     return info.get('complete') and info.get('fingerprint') == fp and (run/'model.safetensors').exists()
 
-def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn, device, resume: bool,
+class RunConflict(RuntimeError):
+    "Continuing this run would be wrong and starting over would discard unfinished work; the message says what to pass."
+
+def resume_point(run: Path,            # the stage's run folder
+                 fp: str,              # the configuration's fingerprint
+                 resume: bool = True,  # continue an unfinished run of this configuration
+                 restart: bool = False # discard this run's checkpoints and start over
+                ) -> Path | None:
+    "The checkpoint a stage continues from, or None to start from step 0; `RunConflict` rather than discarding unfinished work."
+    ck = latest_checkpoint(run/'ckpt')
+    if ck is None or restart: return None
+    ck_fp = checkpoint_meta(ck).get('fingerprint')
+    if ck_fp is None:   # written before checkpoints carried it: it is this run's if the finished run says so
+        try: ck_fp = json.loads((run/'run.json').read_text()).get('fingerprint')
+        except (OSError, ValueError): pass
+    step = int(ck.name.split('_')[-1])
+    if ck_fp == fp:
+        if resume: return ck
+        raise RunConflict(f"{run}: an unfinished run of this configuration stopped at step {step}; continue it (the default) "
+                          f"or start over with restart=True (clast train --restart)")
+    if _finished(run, ck_fp): return None   # a finished run of another configuration: replaced, as a cache is
+    raise RunConflict(f"{run}: holds an unfinished run of another configuration (step {step}, fingerprint {ck_fp or 'unknown'}); "
+                      f"start over with restart=True (clast train --restart) to discard it, or give this run its own paths.runs=DIR")
+
+class _Step(nn.Module):
+    "The trainable modules and one step's loss as one module: one DDP wrapper then averages every trainable gradient (the loss head's too)."
+    def __init__(self, model: nn.Module, extra: dict, step_fn):
+        super().__init__()
+        self.model, self.extra, self.step_fn = model, nn.ModuleDict(extra), step_fn
+    def forward(self, step: int): return self.step_fn(step, self.model)
+
+def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn, device, resume: bool, restart: bool,
                 stop_after: int | None, meta: dict, fp: str, progress: bool) -> Path:
-    "Shared optimisation loop; `step_fn(step, net) -> (loss, terms)` (`net`: the model, DDP-wrapped when distributed); `extra` = other trainable modules {name: module}."
+    "Shared optimisation loop; `step_fn(step, model) -> (loss, terms)` on this rank's slice of the step's batch; `extra` = other trainable modules {name: module}."
     sc = getattr(cfg.train, stage)
-    run = run_dir(cfg, stage); run.mkdir(parents=True, exist_ok=True)
-    rank, ws = _setup_dist(device)
+    run = run_dir(cfg, stage)
+    rank, ws = dist_info()[:2]
     modules = {'model': model, **extra}
     params = list(model.trainable_parameters()) + [p for m in extra.values() for p in m.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=sc.lr)
     scaler = make_scaler(device, cfg.train.amp)
     log = JsonlLog(run/'log.jsonl', enabled=rank == 0)
-    start = 0
-    ck = latest_checkpoint(run/'ckpt') if resume else None
+    ck = _broadcast(resume_point(run, fp, resume, restart) if rank == 0 else None, ws)   # a RunConflict on rank 0 ends every rank (torchrun)
+    start, ck_ws = 0, None
     if ck is not None:
-        start = load_checkpoint(ck, modules, opt, scaler)
+        start, ck_ws = load_checkpoint(ck, modules, opt, scaler), checkpoint_meta(ck).get('world_size', 1)
         log.truncate(start)
     elif rank == 0:
         shutil.rmtree(run/'ckpt', ignore_errors=True); (run/'log.jsonl').unlink(missing_ok=True)
-    net = model
-    if ws > 1: net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    save_config(cfg, run/'config.json')
+    step_module = _Step(model, extra, step_fn)
+    if ws > 1:   # static graph: a term switched off (e.g. SupCon in an ablation row) leaves the same parameters unused every step
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == 'cuda' else None,
+                                                          static_graph=True)
+    if rank == 0: save_config(cfg, run/'config.json')
+    ck_meta = {'fingerprint': fp, 'world_size': ws}
     end = sc.iters if stop_after is None else min(sc.iters, stop_after)
     t0, last_t, last_s = time.time(), time.time(), start
     bar = tqdm(range(start, end), initial=start, total=sc.iters, desc=f'{cfg.profile} {stage}', disable=not progress or rank != 0,
@@ -254,14 +322,15 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
     for step in bar:
         opt.zero_grad(set_to_none=True)
         for g in opt.param_groups: g['lr'] = lr_at(sc, step)
-        with seeded(step_seed(cfg.seed, stage, step, rank)):
+        with seeded(step_seed(cfg.seed, stage, step)):   # the same global batch on every rank; each keeps its slice
             with amp_context(device, cfg.train.amp):
-                loss, terms = step_fn(step, net)
+                loss, terms = step_module(step)
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler: scaler.step(opt); scaler.update()
         else: opt.step()
         s1 = step + 1
         if s1 % sc.log_every == 0 or s1 == end:
+            terms = _mean_over_ranks(terms, ws, device)
             now = time.time()
             rec = {'step': s1, 'seconds': round(now - t0, 3), 'it_s': round((s1 - last_s) / max(now - last_t, 1e-9), 3),
                    **{k: float(v) for k, v in terms.items()}}
@@ -269,17 +338,26 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
             log.write(rec)
             bar.set_postfix({k: f'{float(v):.3g}' for k, v in terms.items() if not math.isnan(float(v))})
         if rank == 0 and (s1 % sc.ckpt_every == 0 or s1 == sc.iters):   # no extra save at stop_after: it simulates a kill
-            save_checkpoint(run/'ckpt', s1, modules, opt, scaler, keep=sc.keep_ckpts)
+            save_checkpoint(run/'ckpt', s1, modules, opt, scaler, keep=sc.keep_ckpts, meta=ck_meta)
     bar.close()
-    if end < sc.iters: return latest_checkpoint(run/'ckpt')          # stopped early (stop_after): resume later
+    if end < sc.iters:   # stopped early (stop_after): resume later
+        _barrier(ws); return latest_checkpoint(run/'ckpt')
     out = run/'model.safetensors'
     if rank == 0:
         model.save(out)
         info = {'stage': stage, 'complete': True, 'fingerprint': fp, 'iters': sc.iters, 'seconds_this_call': round(time.time() - t0, 1),
-                'resumed_from': start, 'last': {k: float(v) for k, v in terms.items()}, 'model_sha256': sha256_file(out), **meta,
-                'stamp': stamp(cfg)}
+                'resumed_from': start, 'world_size': ws, **({'resumed_world_size': ck_ws} if ck_ws not in (None, ws) else {}),
+                'last': {k: float(v) for k, v in terms.items()}, 'model_sha256': sha256_file(out), **meta, 'stamp': stamp(cfg)}
         tmp = run/'run.json.tmp'; tmp.write_text(json.dumps(info, indent=1, default=str)); os.replace(tmp, run/'run.json')
+    _barrier(ws)   # no rank goes on (to stage 2, say) before rank 0 has written the model
     return out
+
+@contextlib.contextmanager
+def _run_lock(run: Path, rank: int):
+    "The run folder's `FileLock` (two launches cannot train one run); under torchrun only rank 0 holds it, for all ranks."
+    if rank != 0: yield; return
+    run.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(run/'.lock')): yield
 
 # %% ../nbs/10_train.ipynb #aba30903
 def stage1_indices(n_photos: int, n_paintings: int, batch_size: int, share: float = 0.0) -> torch.Tensor:
@@ -297,19 +375,22 @@ def _device(cfg: Config) -> torch.device:
     return dev
 
 def train_stage1(cfg: Config,                # configuration (profile, seed, cfg.train.stage1, cfg.loss)
-                 resume: bool = False,       # continue from the newest checkpoint of this run
+                 resume: bool = True,        # continue an unfinished run of this configuration from its newest checkpoint
                  stop_after: int = None,     # stop after this step (simulates an interruption; resume later)
                  force: bool = False,        # retrain even if a finished run with this configuration exists
                  progress: bool = True,      # show the tqdm bar
+                 restart: bool = False,      # discard this run's checkpoints (of any configuration) and start over
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors), or the checkpoint if stopped early
     "Stage 1: train adapters, fusion and decoder to reconstruct photos (and paintings, `cfg.train.stage1_paintings` of them; VGG and CLIP frozen)."
     stage, sc = 'stage1', cfg.train.stage1
+    device = _device(cfg)
+    rank, ws = _setup_dist(device)
     fp = _fingerprint(cfg, stage)
-    run = run_dir(cfg, stage); run.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(run/'.lock')):
-        if not force and stop_after is None and _finished(run, fp): return run/'model.safetensors'
+    run = run_dir(cfg, stage)
+    with _run_lock(run, rank):
+        if _broadcast(not force and stop_after is None and _finished(run, fp) if rank == 0 else None, ws): return run/'model.safetensors'
+        shard(torch.empty(sc.batch_size), rank, ws)   # fail now, not after building everything, if the batch does not split
         seed_everything(cfg.seed)
-        device = _device(cfg)
         data = training_data(cfg)
         model = CLAST.from_config(cfg).to(device).train()
         lp = lpips_from_config(cfg).to(device) if cfg.loss.lpips > 0 else None
@@ -319,8 +400,9 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         pool = torch.cat([data['photos'], data['paintings']]) if share > 0 else data['photos']
         def step_fn(step, net):
             idx = stage1_indices(len(data['photos']), len(data['paintings']), sc.batch_size, share)
-            x = make_batch(pool, idx, sc.load_size, sc.crop_size).to(device)
-            use_img = (torch.rand(sc.batch_size) < 0.5).to(device)[:, None]
+            x = make_batch(pool, idx, sc.load_size, sc.crop_size)
+            use_img = torch.rand(sc.batch_size) < 0.5                  # the global batch; this rank's slice of it:
+            x, use_img = shard(x, rank, ws).to(device), shard(use_img, rank, ws).to(device)[:, None]
             with torch.no_grad(): e_img = model.embed_style(x)
             cond = torch.where(use_img, e_img, e_src.expand_as(e_img))
             y = net(x, cond)
@@ -331,7 +413,7 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
             terms['content'] = content_loss(fy, fx)
             loss = terms['l1'] + cfg.loss.lpips * terms.get('lpips', 0.) + terms['content']
             return loss, {**{k: v.detach() for k, v in terms.items()}, 'total': loss.detach()}
-        return _train_loop(cfg, stage, model, {}, step_fn, device, resume, stop_after, {}, fp, progress)
+        return _train_loop(cfg, stage, model, {}, step_fn, device, resume, restart or force, stop_after, {}, fp, progress)
 
 # %% ../nbs/10_train.ipynb #9baffb18
 def artist_prompts(cfg: Config, names) -> list:
@@ -340,29 +422,32 @@ def artist_prompts(cfg: Config, names) -> list:
 
 def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, cfg.loss)
                  stage1_ckpt,                # the stage-1 model (path returned by `train_stage1`)
-                 resume: bool = False,       # continue from the newest checkpoint of this run
+                 resume: bool = True,        # continue an unfinished run of this configuration from its newest checkpoint
                  stop_after: int = None,     # stop after this step (simulates an interruption)
                  force: bool = False,        # retrain even if a finished run with this configuration exists
                  progress: bool = True,      # show the tqdm bar
                  fresh_fusion: bool = False, # take all stage-1 weights but the fusion (`transform.*`): for fusion variants (Table 4)
+                 restart: bool = False,      # discard this run's checkpoints (of any configuration) and start over
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors)
     "Stage 2: learn artist styles from names (text-guided) and paintings (image-guided) with the CLAST loss."
     stage, sc = 'stage2', cfg.train.stage2
+    device = _device(cfg)
+    rank, ws = _setup_dist(device)
     stage1_ckpt = Path(stage1_ckpt)
     s1_sha = sha256_file(stage1_ckpt)
     fp = _fingerprint(cfg, stage, s1_sha + ('/fresh_fusion' if fresh_fusion else ''))
-    run = run_dir(cfg, stage); run.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(run/'.lock')):
-        if not force and stop_after is None and _finished(run, fp): return run/'model.safetensors'
+    run = run_dir(cfg, stage)
+    with _run_lock(run, rank):
+        if _broadcast(not force and stop_after is None and _finished(run, fp) if rank == 0 else None, ws): return run/'model.safetensors'
         seed_everything(cfg.seed)
-        device = _device(cfg)
         data = training_data(cfg)
+        names = data['artists']; n = min(sc.batch_size, len(names))
+        shard(torch.empty(n), rank, ws)   # fail now if the batch (artists per step) does not split over the processes
         model = CLAST.from_config(cfg)
         model.load_weights(stage1_ckpt, skip=('transform.',) if fresh_fusion else ())
         model = model.to(device).train()
         crit = ClastLoss(model.clip, loss_vgg(model, cfg), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
                          embed_dim=model.clip.embed_dim).to(device)
-        names = data['artists']; n = min(sc.batch_size, len(names))
         by_artist = [torch.nonzero(data['labels'] == a).flatten() for a in range(len(names))]
         with torch.no_grad():
             prompts = artist_prompts(cfg, names)
@@ -372,14 +457,15 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         def step_fn(step, net):
             arts = torch.randperm(len(names))[:n]
             pidx = torch.stack([by_artist[a][torch.randint(len(by_artist[a]), ())] for a in arts.tolist()])
-            photos = make_batch(data['photos'], torch.randint(len(data['photos']), (n,)), sc.load_size, sc.crop_size).to(device)
-            paints = make_batch(data['paintings'], pidx, sc.load_size, sc.crop_size).to(device)
+            photos = make_batch(data['photos'], torch.randint(len(data['photos']), (n,)), sc.load_size, sc.crop_size)
+            paints = make_batch(data['paintings'], pidx, sc.load_size, sc.crop_size)
+            arts, photos, paints = (shard(t, rank, ws).to(device) for t in (arts, photos, paints))   # this rank's slice
             with torch.no_grad(): c_img = model.embed_style(paints)
-            out = net(torch.cat([photos, photos]), torch.cat([c_all[arts.to(device)], c_img]))
-            out_t, out_i = out.split(n)
-            return crit(photos, paints, arts.to(device), out_t, out_i, t_all[arts.to(device)], t_src)
+            out = net(torch.cat([photos, photos]), torch.cat([c_all[arts], c_img]))
+            out_t, out_i = out.split(len(photos))
+            return crit(photos, paints, arts, out_t, out_i, t_all[arts], t_src)
         meta = {'stage1_ckpt': str(stage1_ckpt.resolve()), 'stage1_sha256': s1_sha, 'artists': list(names)}
-        return _train_loop(cfg, stage, model, {'loss_head': crit.head}, step_fn, device, resume, stop_after, meta, fp, progress)
+        return _train_loop(cfg, stage, model, {'loss_head': crit.head}, step_fn, device, resume, restart or force, stop_after, meta, fp, progress)
 
 # %% ../nbs/10_train.ipynb #fa3864fa
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:

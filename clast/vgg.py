@@ -11,6 +11,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import train_transform
+from .config import anchor
 from .toyworld import build_world, cached_weights
 from .clip import world_photos, world_paintings
 
@@ -66,7 +67,8 @@ def load_vgg_normalised(enc: VGGEncoder, path) -> VGGEncoder:
     "Load AdaIN's `vgg_normalised.pth` (a plain state dict keyed by stack index) into `enc` (strict for the convs up to relu5_1)."
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"vgg_normalised.pth not found at {path}: download it (see CLAST_SPEC §2.1 / the AdaIN release) and pass its path as vgg.weights=PATH")
+        from clast.sources import AssetError, VGG_NORMALISED_URL
+        raise AssetError(f"vgg_normalised.pth not found at {path}: download it ({VGG_NORMALISED_URL}) and pass its path as vgg.weights=PATH")
     sd = torch.load(path, map_location='cpu', weights_only=True)
     mapped = {}
     for k, (a, b) in enumerate(SLICES):
@@ -202,4 +204,4 @@ def vgg_from_config(cfg, pretrained: bool = True) -> VGGEncoder:
     enc = VGGEncoder(v.width, v.normalisation)
     if not pretrained or v.weights in ('toy', 'random', ''): return seeded_init(enc, 0)
     if v.weights == 'torchvision': return load_torchvision_vgg19(enc)
-    return load_vgg_normalised(enc, v.weights)
+    return load_vgg_normalised(enc, anchor(Path(v.weights).expanduser()))   # relative paths: from the checkout, as everywhere

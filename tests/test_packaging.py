@@ -1,24 +1,100 @@
-"`pip install .` into a clean virtual environment gives an importable clast with __version__ and the console script."
-import subprocess, sys, venv
+"""`pip install .` (the wheel, not the checkout) into a fresh virtual environment: an importable clast with __version__
+and the console script; and the first `clast stylize` a new user runs, in an empty folder, with the shipped toy model.
+
+The fresh environment gets clast only from the wheel (installed with --no-deps: this checks our packaging, not
+torch's). Its third-party packages (torch, open_clip, ...) are the main .venv's, made visible by one .pth line naming
+that venv's site-packages; .pth files inside that folder are not processed, so the main venv's editable clast is
+not seen (checked: clast is imported from the fresh environment's own site-packages)."""
+import os, subprocess, sys, sysconfig, time, venv
 from pathlib import Path
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT/'clast'/'assets'/'toy.safetensors'
 
-def test_wheel_installs_in_clean_venv(tmp_path):
-    whl = tmp_path/'whl'
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    "(env folder, its python) with this checkout's wheel installed."
+    tmp = tmp_path_factory.mktemp('pkg')
+    whl = tmp/'whl'
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation', str(ROOT), '-w', str(whl)],
                    check=True, capture_output=True)
     wheels = list(whl.glob('clast-*.whl'))
     assert len(wheels) == 1
-    env = tmp_path/'env'
+    env = tmp/'env'
     venv.create(env, with_pip=True)
     py = env/'bin'/'python'
-    # --no-deps: this checks our packaging, not torch's (the dependencies are declared in pyproject.toml)
     subprocess.run([str(py), '-m', 'pip', 'install', '-q', '--no-deps', str(wheels[0])], check=True, capture_output=True)
-    out = subprocess.run([str(py), '-c', 'import clast, importlib.metadata as m; print(clast.__version__, m.version("clast"))'],
+    site = subprocess.run([str(py), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site)/'_clast_test_deps.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')   # torch & co. from the main venv
+    return env, py, Path(site)
+
+
+def test_wheel_installs_in_clean_venv(installed, tmp_path):
+    env, py, site = installed
+    out = subprocess.run([str(py), '-c', 'import clast, importlib.metadata as m; print(clast.__version__, m.version("clast"), clast.__file__)'],
                          cwd=tmp_path, check=True, capture_output=True, text=True).stdout.split()
     assert out[0] == out[1] and out[0].count('.') >= 2
+    assert Path(out[2]).resolve().is_relative_to(site.resolve())                        # the wheel's clast, not the checkout's
     assert (env/'bin'/'clast').exists()
     files = subprocess.run([str(py), '-c', 'import clast, pathlib; print(sorted(p.name for p in pathlib.Path(clast.__file__).parent.glob("*.py")))'],
                            cwd=tmp_path, check=True, capture_output=True, text=True).stdout
     assert 'config.py' in files and 'chain.py' in files
+
+
+def _first_stylize(tmp_path, env, *extra):
+    "`clast stylize photo.jpg --style 'Odile Pointel'` on a 512x384 JPEG, run in an empty folder with an empty HOME, offline."
+    from PIL import Image
+    from skimage import data
+    work, home = tmp_path/'empty', tmp_path/'home'
+    work.mkdir(); home.mkdir()
+    Image.fromarray(data.chelsea()).resize((512, 384), Image.BILINEAR).save(work/'photo.jpg', quality=92)
+    e = {k: v for k, v in os.environ.items() if k not in ('CLAST_HOME', 'XDG_CACHE_HOME', 'PYTHONPATH', 'CLAST_OFFICIAL_CKPT')}
+    e.update(HOME=str(home), HF_HUB_OFFLINE='1', CLAST_OFFLINE='1')
+    t0 = time.time()
+    r = subprocess.run([str(env/'bin'/'clast'), 'stylize', 'photo.jpg', '--style', 'Odile Pointel', *map(str, extra)],
+                       cwd=work, env=e, capture_output=True, text=True, timeout=600)
+    return r, time.time() - t0, work, home
+
+
+def _check_first_stylize(r, work, home):
+    from PIL import Image
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == 'photo.jpg -> clast-out/photo_odile-pointel.png', r.stdout      # its result lines, nothing else
+    assert r.stderr.strip() == 'clast: 1 done, 0 failed; outputs in clast-out', r.stderr
+    assert sorted(os.listdir(work)) == ['clast-out', 'photo.jpg'] and os.listdir(work/'clast-out') == ['photo_odile-pointel.png']
+    assert list(home.rglob('*')) == []                                                         # no cache, no config folder
+    im = Image.open(work/'clast-out'/'photo_odile-pointel.png')
+    assert im.format == 'PNG' and im.size == (512, 384)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason='clast/assets/toy.safetensors is not built yet (nbs/14_cli.ipynb: build_toy_asset from a finished toy run)')
+def test_first_stylize_with_the_shipped_toy_model(installed, tmp_path):
+    env, py, site = installed
+    assert (site/'clast'/'assets'/'toy.safetensors').is_file()                               # package data made it into the wheel
+    r, wall, work, home = _first_stylize(tmp_path, env)
+    _check_first_stylize(r, work, home)
+    print(f"first stylize with the shipped toy model: {wall:.1f} s wall")
+    assert wall < 20, f"{wall:.1f} s"
+
+
+def test_first_stylize_from_a_checkpoint_file(installed, tmp_path):
+    "The same first run with a self-contained smoke-size checkpoint made elsewhere (assets: seeded random stand-ins)."
+    import torch
+    from clast.config import get_config, ClipCfg
+    from clast.model import CLAST
+    sys.path.insert(0, str(ROOT/'tests'))
+    from test_portable import mini_clip_file
+    from clast.clip import register_mini_config, mini_model_config
+    try:
+        ckpt = tmp_path/'made'/'smoke.safetensors'
+        cfg = get_config('smoke', {'paths.data': str(tmp_path/'made'), 'clip.pretrained': str(mini_clip_file(tmp_path/'made'/'clip', ClipCfg()))})
+        CLAST.from_config(cfg).save(ckpt)
+    finally: register_mini_config('clast-mini-clip', mini_model_config(ClipCfg()))
+    env, py, site = installed
+    r, wall, work, home = _first_stylize(tmp_path, env, '--checkpoint', ckpt)
+    _check_first_stylize(r, work, home)
+    print(f"first stylize from a checkpoint file: {wall:.1f} s wall")
+    assert wall < 60, f"{wall:.1f} s"

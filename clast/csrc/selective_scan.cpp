@@ -1,0 +1,393 @@
+// clast's compiled CPU selective scan (forward and backward), loaded by clast.ssm with torch.utils.cpp_extension.
+//
+//   h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,   y_t = <h_t, C_t>          (per batch and channel)
+//
+// Layout: token-major. u, delta, y, gy: (b, L, d) contiguous; At = A^T: (n, d) contiguous; B, C: (b, L, n) with
+// unit stride over n (any batch / token strides). The scan is sequential over L; the lanes of one SIMD vector are
+// W consecutive channels (so the loads of u, delta, A and the stores of y are contiguous and y needs no horizontal
+// sum); at::parallel_for runs (batch x channel blocks) in parallel. The backward is the reverse-time recurrence of
+// the adjoint G_t = g_t C_t + exp(delta_{t+1} A) G_{t+1}; the states it needs are recomputed chunk by chunk (K
+// tokens) from checkpoints the forward saved every K tokens, so nothing of size L x d x n is ever stored.
+// log-decays delta*A are clamped below at -80 (float) / -700 (double), as clast.ssm's torch backend does: exp() of
+// them is still a normal number (subnormals are ~10x slower on CPUs).
+#include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <vector>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define CLAST_AVX2 1
+#endif
+
+namespace {
+
+template <typename T> constexpr T min_log_decay();
+template <> constexpr float min_log_decay<float>() { return -80.f; }
+template <> constexpr double min_log_decay<double>() { return -700.; }
+
+// W lanes of T in plain arrays: the portable path (and the exact one for float64: std::exp per lane).
+template <typename T, int W> struct VecN {
+  using scalar = T;
+  static constexpr int size = W;
+  T v[W];
+  static VecN zero() { VecN r; for (int i = 0; i < W; ++i) r.v[i] = T(0); return r; }
+  static VecN set1(T x) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = x; return r; }
+  static VecN load(const T* p) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = p[i]; return r; }
+  void store(T* p) const { for (int i = 0; i < W; ++i) p[i] = v[i]; }
+  friend VecN operator+(VecN a, const VecN& b) { for (int i = 0; i < W; ++i) a.v[i] += b.v[i]; return a; }
+  friend VecN operator*(VecN a, const VecN& b) { for (int i = 0; i < W; ++i) a.v[i] *= b.v[i]; return a; }
+  static VecN fma(const VecN& a, const VecN& b, const VecN& c) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i]; return r; }
+  friend VecN operator-(VecN a, const VecN& b) { for (int i = 0; i < W; ++i) a.v[i] -= b.v[i]; return a; }
+  VecN exp_decay() const { VecN r; for (int i = 0; i < W; ++i) r.v[i] = std::exp(std::max(v[i], min_log_decay<T>())); return r; }
+  VecN softplus() const {   // torch's softplus (beta 1, threshold 20)
+    VecN r; for (int i = 0; i < W; ++i) r.v[i] = v[i] > T(20) ? v[i] : std::max(v[i], T(0)) + std::log1p(std::exp(-std::abs(v[i]))); return r;
+  }
+  VecN sigmoid() const { VecN r; for (int i = 0; i < W; ++i) r.v[i] = T(1) / (T(1) + std::exp(-v[i])); return r; }
+  T sum() const { T s = T(0); for (int i = 0; i < W; ++i) s += v[i]; return s; }
+};
+
+#ifdef CLAST_AVX2
+// 8 float lanes in one AVX2 register; exp by Cephes' expf polynomial (about 1 ulp on the clamped range).
+struct VecF8 {
+  using scalar = float;
+  static constexpr int size = 8;
+  __m256 v;
+  VecF8() = default;
+  VecF8(__m256 x) : v(x) {}
+  static VecF8 zero() { return _mm256_setzero_ps(); }
+  static VecF8 set1(float x) { return _mm256_set1_ps(x); }
+  static VecF8 load(const float* p) { return _mm256_loadu_ps(p); }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  friend VecF8 operator+(const VecF8& a, const VecF8& b) { return _mm256_add_ps(a.v, b.v); }
+  friend VecF8 operator*(const VecF8& a, const VecF8& b) { return _mm256_mul_ps(a.v, b.v); }
+  static VecF8 fma(const VecF8& a, const VecF8& b, const VecF8& c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+  friend VecF8 operator-(const VecF8& a, const VecF8& b) { return _mm256_sub_ps(a.v, b.v); }
+  VecF8 exp_decay() const { return exp_(-80.f); }
+  VecF8 exp_(float lo) const {
+    __m256 x = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(88.3762626647949f));
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, z, _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  }
+  VecF8 log_() const {   // Cephes' logf, for positive normal inputs
+    __m256 x = _mm256_max_ps(v, _mm256_set1_ps(1.17549435e-38f));
+    __m256i emm0 = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
+    x = _mm256_or_ps(_mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(~0x7f800000))), _mm256_set1_ps(0.5f));
+    __m256 e = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(emm0, _mm256_set1_epi32(0x7f))), _mm256_set1_ps(1.f));
+    __m256 mask = _mm256_cmp_ps(x, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OS);
+    __m256 tmp = _mm256_and_ps(x, mask);
+    x = _mm256_sub_ps(x, _mm256_set1_ps(1.f));
+    e = _mm256_sub_ps(e, _mm256_and_ps(_mm256_set1_ps(1.f), mask));
+    x = _mm256_add_ps(x, tmp);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
+    for (float c : {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
+                    2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f}) y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(c));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(x, y));
+  }
+  VecF8 softplus() const {   // max(x, 0) + log1p(exp(-|x|)), log1p(e) = log(1 + e) - ((1 + e) - 1 - e) / (1 + e); x above 20: x
+    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), v);
+    __m256 e = VecF8(_mm256_sub_ps(_mm256_setzero_ps(), a)).exp_(-87.f).v, u = _mm256_add_ps(e, _mm256_set1_ps(1.f));
+    __m256 corr = _mm256_div_ps(_mm256_sub_ps(_mm256_sub_ps(u, _mm256_set1_ps(1.f)), e), u);
+    __m256 r = _mm256_add_ps(_mm256_sub_ps(VecF8(u).log_().v, corr), _mm256_max_ps(v, _mm256_setzero_ps()));
+    return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.f), _CMP_GT_OS));
+  }
+  VecF8 sigmoid() const {
+    __m256 e = VecF8(_mm256_sub_ps(_mm256_setzero_ps(), v)).exp_(-87.f).v;
+    return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), e));
+  }
+  float sum() const {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_hadd_ps(s, s); s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s);
+  }
+};
+#endif
+
+// out[i] += (lane sum of vs[i]) for i < count.
+template <class V> inline void add_lane_sums(const V* vs, int64_t count, typename V::scalar* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] += vs[i].sum();
+}
+#ifdef CLAST_AVX2
+template <> inline void add_lane_sums<VecF8>(const VecF8* vs, int64_t count, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {   // 8 horizontal sums at once (a transpose by hadd)
+    __m256 a = _mm256_hadd_ps(vs[i].v, vs[i + 1].v), b = _mm256_hadd_ps(vs[i + 2].v, vs[i + 3].v);
+    __m256 c = _mm256_hadd_ps(vs[i + 4].v, vs[i + 5].v), d = _mm256_hadd_ps(vs[i + 6].v, vs[i + 7].v);
+    a = _mm256_hadd_ps(a, b); c = _mm256_hadd_ps(c, d);
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20), _mm256_permute2f128_ps(a, c, 0x31));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), s));
+  }
+  for (; i < count; ++i) out[i] += vs[i].sum();
+}
+#endif
+
+template <typename T> struct Args {
+  int64_t b, L, d, n, K, nck;          // sizes; K tokens per checkpoint chunk, nck chunks
+  const T *u, *dt, *At, *B, *C;        // dt: delta as given (before the bias and softplus)
+  const T *bias, *D, *z, *gy;          // optional (nullptr): delta_bias (d), D (d), gate z (b, L, d)
+  bool softplus;
+  int64_t sBb, sBl, sCb, sCl;          // batch / token strides of B and C
+  T *y, *ck, *gu, *gdt, *gA, *gD, *gz; // ck: (b, nck, n, d) states before each chunk; gA: (b, n, d); gD: (b, d)
+};
+
+// delta_t of channels [c0, c0 + W) at row offset o: delta (+ bias), then softplus if asked; dsig: d delta_t / d delta.
+template <class V, typename T> inline V step_size(const Args<T>& p, int64_t o, int64_t c0, V* dsig = nullptr) {
+  V x = V::load(p.dt + o);
+  if (p.bias) x = x + V::load(p.bias + c0);
+  if (!p.softplus) { if (dsig) *dsig = V::set1(T(1)); return x; }
+  if (dsig) *dsig = x.sigmoid();
+  return x.softplus();
+}
+
+// Forward of channels [c0, c0 + V::size) of batch element bi.
+template <class V, typename T> void fwd_block(const Args<T>& p, int64_t bi, int64_t c0) {
+  const int64_t L = p.L, D = p.d, N = p.n;
+  std::vector<V> h(N, V::zero()), A(N);
+  for (int64_t k = 0; k < N; ++k) A[k] = V::load(p.At + k * D + c0);
+  const V Dv = p.D ? V::load(p.D + c0) : V::zero();
+  for (int64_t t = 0; t < L; ++t) {
+    if (p.ck && t % p.K == 0) {
+      T* ck = p.ck + ((bi * p.nck + t / p.K) * N) * D + c0;
+      for (int64_t k = 0; k < N; ++k) h[k].store(ck + k * D);
+    }
+    const int64_t o = (bi * L + t) * D + c0;
+    const V dt = step_size<V>(p, o, c0), u = V::load(p.u + o), du = dt * u;
+    const T* Bt = p.B + bi * p.sBb + t * p.sBl;
+    const T* Ct = p.C + bi * p.sCb + t * p.sCl;
+    V y = V::zero();
+    for (int64_t k = 0; k < N; ++k) {
+      h[k] = V::fma((dt * A[k]).exp_decay(), h[k], du * V::set1(Bt[k]));
+      y = V::fma(h[k], V::set1(Ct[k]), y);
+    }
+    if (p.D) y = V::fma(Dv, u, y);
+    if (p.z) { const V z = V::load(p.z + o); y = y * z * z.sigmoid(); }
+    y.store(p.y + o);
+  }
+}
+
+// Backward of channels [c0, c0 + V::size) of batch element bi; gB, gC: this work item's (L, n) partial sums.
+template <class V, typename T> void bwd_block(const Args<T>& p, int64_t bi, int64_t c0, T* gB, T* gC,
+                                              std::vector<V>& bufA, std::vector<V>& bufH, std::vector<V>& bufT) {
+  const int64_t L = p.L, D = p.d, N = p.n, K = p.K;
+  std::vector<V> A(N), Gn(N, V::zero()), gA(N, V::zero()), h0(N), lB(N), lC(N);
+  for (int64_t k = 0; k < N; ++k) A[k] = V::load(p.At + k * D + c0);
+  const V Dv = p.D ? V::load(p.D + c0) : V::zero(), one = V::set1(T(1));
+  V gD = V::zero();
+  bufA.resize(K * N); bufH.resize(K * N); bufT.resize(2 * K);
+  for (int64_t c = p.nck - 1; c >= 0; --c) {
+    const int64_t s = c * K, e = std::min(s + K, L);
+    const T* ck = p.ck + ((bi * p.nck + c) * N) * D + c0;
+    for (int64_t k = 0; k < N; ++k) h0[k] = V::load(ck + k * D);
+    for (int64_t t = s; t < e; ++t) {                          // recompute this chunk's step sizes, decays and states
+      const int64_t o = (bi * L + t) * D + c0, i = (t - s) * N;
+      const V dt = step_size<V>(p, o, c0, &bufT[2 * (t - s) + 1]), du = dt * V::load(p.u + o);
+      bufT[2 * (t - s)] = dt;
+      const T* Bt = p.B + bi * p.sBb + t * p.sBl;
+      const V* hp = t == s ? h0.data() : &bufH[i - N];
+      for (int64_t k = 0; k < N; ++k) {
+        bufA[i + k] = (dt * A[k]).exp_decay();
+        bufH[i + k] = V::fma(bufA[i + k], hp[k], du * V::set1(Bt[k]));
+      }
+    }
+    for (int64_t t = e - 1; t >= s; --t) {                     // the adjoint, backwards in time
+      const int64_t o = (bi * L + t) * D + c0, i = (t - s) * N;
+      const V dt = bufT[2 * (t - s)], dsig = bufT[2 * (t - s) + 1], u = V::load(p.u + o), du = dt * u;
+      const T* Bt = p.B + bi * p.sBb + t * p.sBl;
+      const T* Ct = p.C + bi * p.sCb + t * p.sCl;
+      V g = V::load(p.gy + o);
+      if (p.z) {                                                 // out = y * silu(z): the gate's gradient needs y
+        V y = V::zero();
+        for (int64_t k = 0; k < N; ++k) y = V::fma(bufH[i + k], V::set1(Ct[k]), y);
+        if (p.D) y = V::fma(Dv, u, y);
+        const V z = V::load(p.z + o), sz = z.sigmoid();
+        (g * y * sz * V::fma(z, one - sz, one)).store(p.gz + o);
+        g = g * z * sz;
+      }
+      if (p.D) gD = V::fma(g, u, gD);
+      const V* hp = t == s ? h0.data() : &bufH[i - N];
+      V sGB = V::zero(), sPA = V::zero();
+      for (int64_t k = 0; k < N; ++k) {
+        const V G = V::fma(g, V::set1(Ct[k]), Gn[k]);         // dL/dh_t
+        lC[k] = g * bufH[i + k];
+        lB[k] = G * du;
+        sGB = V::fma(G, V::set1(Bt[k]), sGB);
+        const V P = G * bufA[i + k] * hp[k];                    // G_t exp(dt A) h_{t-1}
+        sPA = V::fma(P, A[k], sPA);
+        gA[k] = V::fma(P, dt, gA[k]);
+        Gn[k] = bufA[i + k] * G;                                // carried to t - 1
+      }
+      (p.D ? V::fma(Dv, g, dt * sGB) : dt * sGB).store(p.gu + o);
+      (V::fma(u, sGB, sPA) * dsig).store(p.gdt + o);
+      add_lane_sums(lC.data(), N, gC + t * N);
+      add_lane_sums(lB.data(), N, gB + t * N);
+    }
+  }
+  for (int64_t k = 0; k < N; ++k) gA[k].store(p.gA + (bi * N + k) * D + c0);
+  if (p.D) gD.store(p.gD + bi * D + c0);
+}
+
+template <typename T> struct Lanes { using type = VecN<T, 4>; };
+#ifdef CLAST_AVX2
+template <> struct Lanes<float> { using type = VecF8; };
+#else
+template <> struct Lanes<float> { using type = VecN<float, 8>; };
+#endif
+
+struct FlushDenormals {   // flush-to-zero / denormals-are-zero for float32 work (restored at the end of the scope)
+#ifdef CLAST_AVX2
+  unsigned csr; bool on;
+  explicit FlushDenormals(bool enable) : csr(_mm_getcsr()), on(enable) { if (on) _mm_setcsr(csr | 0x8040); }
+  ~FlushDenormals() { if (on) _mm_setcsr(csr); }
+#else
+  explicit FlushDenormals(bool) {}
+#endif
+};
+
+void check_inputs(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B, const at::Tensor& C,
+                  const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z) {
+  TORCH_CHECK(u.device().is_cpu(), "clast_scan: CPU tensors only");
+  TORCH_CHECK(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble, "clast_scan: float32 or float64 only");
+  for (const at::Tensor* t : {&dt, &At, &B, &C}) TORCH_CHECK(t->scalar_type() == u.scalar_type(), "clast_scan: all inputs must have one dtype");
+  TORCH_CHECK(u.dim() == 3 && u.is_contiguous() && dt.sizes() == u.sizes() && dt.is_contiguous(), "clast_scan: u, delta must be contiguous (b, L, d)");
+  TORCH_CHECK(At.dim() == 2 && At.size(1) == u.size(2) && At.is_contiguous(), "clast_scan: At must be contiguous (n, d)");
+  for (const at::Tensor* t : {&B, &C})
+    TORCH_CHECK(t->dim() == 3 && t->size(0) == u.size(0) && t->size(1) == u.size(1) && t->size(2) == At.size(0) && t->stride(2) == 1,
+                "clast_scan: B, C must be (b, L, n) with unit stride over n");
+  for (const std::optional<at::Tensor>* t : {&bias, &D})
+    if (t->has_value()) TORCH_CHECK((*t)->dim() == 1 && (*t)->size(0) == u.size(2) && (*t)->is_contiguous() && (*t)->scalar_type() == u.scalar_type(),
+                                    "clast_scan: delta_bias, D must be contiguous (d,) of u's dtype");
+  if (z.has_value()) TORCH_CHECK(z->sizes() == u.sizes() && z->is_contiguous() && z->scalar_type() == u.scalar_type(), "clast_scan: z must be contiguous like u");
+}
+
+template <typename T> Args<T> make_args(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B,
+                                        const at::Tensor& C, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& D,
+                                        const std::optional<at::Tensor>& z, bool softplus, int64_t K) {
+  Args<T> p{};
+  p.b = u.size(0); p.L = u.size(1); p.d = u.size(2); p.n = At.size(0);
+  p.K = std::max<int64_t>(1, K); p.nck = (p.L + p.K - 1) / p.K;
+  p.u = u.data_ptr<T>(); p.dt = dt.data_ptr<T>(); p.At = At.data_ptr<T>(); p.B = B.data_ptr<T>(); p.C = C.data_ptr<T>();
+  p.bias = bias.has_value() ? bias->data_ptr<T>() : nullptr;
+  p.D = D.has_value() ? D->data_ptr<T>() : nullptr;
+  p.z = z.has_value() ? z->data_ptr<T>() : nullptr;
+  p.softplus = softplus;
+  p.sBb = B.stride(0); p.sBl = B.stride(1); p.sCb = C.stride(0); p.sCl = C.stride(1);
+  return p;
+}
+
+// Runs f(bi, c0) over the channel blocks [c0, c0 + W) of every batch element, in parallel.
+template <class F> void for_blocks(int64_t b, int64_t d, int64_t W, F f) {
+  const int64_t nb = (d + W - 1) / W;
+  at::parallel_for(0, b * nb, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) f(i / nb, (i % nb) * W);
+  });
+}
+
+template <typename T> void fwd_impl(Args<T>& p) {
+  using V = typename Lanes<T>::type;
+  constexpr int W = V::size;
+  for_blocks(p.b, p.d, W, [&](int64_t bi, int64_t c0) {
+    FlushDenormals ftz(std::is_same<T, float>::value);
+    if (c0 + W <= p.d) fwd_block<V>(p, bi, c0);
+    else for (int64_t c = c0; c < p.d; ++c) fwd_block<VecN<T, 1>>(p, bi, c);
+  });
+}
+
+template <typename T> void bwd_impl(Args<T>& p, T* gB, T* gC, int64_t groups) {
+  using V = typename Lanes<T>::type;
+  using V1 = VecN<T, 1>;
+  constexpr int W = V::size;
+  const int64_t nb = (p.d + W - 1) / W, G = std::max<int64_t>(1, std::min(groups, nb)), LN = p.L * p.n;
+  at::parallel_for(0, p.b * G, 1, [&](int64_t lo, int64_t hi) {
+    FlushDenormals ftz(std::is_same<T, float>::value);
+    std::vector<V> bufA, bufH, bufT;
+    std::vector<V1> bufA1, bufH1, bufT1;
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t bi = i / G, g = i % G;
+      T* gBi = gB + (g * p.b + bi) * LN;
+      T* gCi = gC + (g * p.b + bi) * LN;
+      for (int64_t j = g * nb / G; j < (g + 1) * nb / G; ++j) {
+        const int64_t c0 = j * W;
+        if (c0 + W <= p.d) bwd_block<V>(p, bi, c0, gBi, gCi, bufA, bufH, bufT);
+        else for (int64_t c = c0; c < p.d; ++c) bwd_block<V1>(p, bi, c, gBi, gCi, bufA1, bufH1, bufT1);
+      }
+    }
+  });
+}
+
+// out (b, L, d) = (y + D u) * silu(z) and, if save, the checkpoints (b, nck, n, d) for the backward.
+std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B, const at::Tensor& C,
+                                 const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                                 bool softplus, bool save, int64_t chunk) {
+  check_inputs(u, dt, At, B, C, bias, D, z);
+  at::Tensor y = at::empty(u.sizes(), u.options()), ck;
+  const int64_t K = std::max<int64_t>(1, chunk), nck = (u.size(1) + K - 1) / K;
+  ck = save ? at::empty({u.size(0), nck, At.size(0), u.size(2)}, u.options()) : at::empty({0}, u.options());
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    auto p = make_args<T>(u, dt, At, B, C, bias, D, z, softplus, K);
+    p.y = y.data_ptr<T>(); p.ck = save ? ck.data_ptr<T>() : nullptr;
+    fwd_impl(p);
+  };
+  if (u.scalar_type() == at::kFloat) run((float*)nullptr); else run((double*)nullptr);
+  return {y, ck};
+}
+
+// Gradients: gu, gdelta (b, L, d; w.r.t. delta as given); gA per batch element (b, n, d); gB, gC as `groups` partial
+// sums (groups, b, L, n); gD per batch element (b, d); gz (b, L, d). gD, gz are empty when D, z are not given.
+std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B, const at::Tensor& C,
+                                 const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                                 bool softplus, const at::Tensor& ck, const at::Tensor& gy, int64_t chunk, int64_t groups) {
+  check_inputs(u, dt, At, B, C, bias, D, z);
+  TORCH_CHECK(gy.sizes() == u.sizes() && gy.is_contiguous() && gy.scalar_type() == u.scalar_type(), "clast_scan: gy must be contiguous like u");
+  const int64_t b = u.size(0), L = u.size(1), d = u.size(2), n = At.size(0);
+  const int64_t K = std::max<int64_t>(1, chunk), nck = (L + K - 1) / K;
+  TORCH_CHECK(ck.is_contiguous() && ck.dim() == 4 && ck.size(0) == b && ck.size(1) == nck && ck.size(2) == n && ck.size(3) == d,
+              "clast_scan: checkpoints do not match the inputs");
+  const int64_t W = u.scalar_type() == at::kFloat ? Lanes<float>::type::size : Lanes<double>::type::size;
+  const int64_t G = std::max<int64_t>(1, std::min(groups, (d + W - 1) / W));
+  at::Tensor gu = at::empty(u.sizes(), u.options()), gdt = at::empty(u.sizes(), u.options());
+  at::Tensor gA = at::empty({b, n, d}, u.options());
+  at::Tensor gB = at::zeros({G, b, L, n}, u.options()), gC = at::zeros({G, b, L, n}, u.options());
+  at::Tensor gD = D.has_value() ? at::empty({b, d}, u.options()) : at::empty({0}, u.options());
+  at::Tensor gz = z.has_value() ? at::empty(u.sizes(), u.options()) : at::empty({0}, u.options());
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    auto p = make_args<T>(u, dt, At, B, C, bias, D, z, softplus, K);
+    p.gy = gy.data_ptr<T>(); p.ck = const_cast<T*>(ck.data_ptr<T>());
+    p.gu = gu.data_ptr<T>(); p.gdt = gdt.data_ptr<T>(); p.gA = gA.data_ptr<T>();
+    p.gD = D.has_value() ? gD.data_ptr<T>() : nullptr; p.gz = z.has_value() ? gz.data_ptr<T>() : nullptr;
+    bwd_impl(p, gB.data_ptr<T>(), gC.data_ptr<T>(), G);
+  };
+  if (u.scalar_type() == at::kFloat) run((float*)nullptr); else run((double*)nullptr);
+  return {gu, gdt, gA, gB, gC, gD, gz};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(clast_scan, m) {
+  m.def("fwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
+        "bool save, int chunk) -> Tensor[]", &scan_fwd);
+  m.def("bwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
+        "Tensor ck, Tensor gy, int chunk, int groups) -> Tensor[]", &scan_bwd);
+}
