@@ -44,7 +44,7 @@ nbtest: venv
 	$(BIN)/nbdev-test --n-workers $(WORKERS) --timing --skip-file-re '^[2-9][0-9]_' $(NBFLAGS)
 
 pytest: venv
-	$(BIN)/pytest -q -n $(WORKERS) tests
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests   # a file on one worker: module fixtures (a torchrun pair, the smoke chain) run once
 
 test: venv check-sync nbtest pytest
 

@@ -280,7 +280,7 @@ def _load_ours(path):
     except SafetensorError as e:
         raise CliError(f"{path}: not a safetensors checkpoint ({one_line(e)}); refused (only safetensors or weights-only torch files are read)") from None
     except FileNotFoundError as e:
-        raise CliError(f"{path}: checkpoint incomplete ({one_line(e)}); copy the .json config saved next to it as well") from None
+        raise CliError(f"{path}: checkpoint incomplete ({one_line(e)})" + ("; copy the .json config saved next to it as well" if '.json' in str(e) else '')) from None
     except (RuntimeError, KeyError, ValueError) as e: raise _fit_error(path, e) from None
 
 def _load_official(path, log=print):
@@ -642,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--max-size', type=int, default=1024, metavar='PX', help='downscale inputs so the longer side is at most PX (default 1024; 0 = keep)')
     s.add_argument('--max-pixels', type=int, default=MAX_PIXELS, metavar='N', help=f'refuse images with more than N pixels before decoding (default {MAX_PIXELS})')
     s.add_argument('--checkpoint', default='toy', metavar='toy|official|PATH',
-                   help='toy = the miniature world\'s trained model, shipped with clast (loads in about 2 s; a 512x384 photo takes about '
-                        '10 s in all on 2 CPU cores; its artists are fictional, e.g. "Odile Pointel"); official = the authors\' wikiart_all.ckpt '
+                   help='toy = the miniature world\'s trained model, shipped with clast (a 512x384 photo: about 12 s of CPU on 2 cores, '
+                        'start-up and loading included; its artists are fictional, e.g. "Odile Pointel"); official = the authors\' wikiart_all.ckpt '
                         f'(${OFFICIAL_ENV} or $CLAST_HOME, default ~/.cache/clast/; 496 MB, downloaded if online); PATH = a .safetensors '
                         'checkpoint of ours (self-contained) or an authors\' .ckpt. Nothing is trained implicitly: use `clast train`')
     c = s.add_argument_group('inference conventions (default auto: the authors\' demo for --checkpoint official, ours otherwise)')
@@ -719,6 +719,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt: _err("interrupted"); return 130
     except Exception as e:
         if a.debug: raise
+        code = getattr(e, 'exit_code', 1)   # 2: a missing or bad input the user can fix (clast.sources.AssetError), 1: unexpected
+        if code == 2: _err(one_line(e)); return 2
         _err(f"{type(e).__name__}: {one_line(e)} (run again with --debug for the traceback)"); return 1
 
 # %% ../nbs/14_cli.ipynb #eb8c3ee3

@@ -188,38 +188,18 @@ class Config:
 
 # %% ../nbs/00_config.ipynb #3ac36af0
 def _toy() -> Config:
+    "The miniature world's profile; the measurements behind each choice are in docs/what_we_tried.md."
     c = Config(profile='toy')
-    # raw CLIP embeddings as the condition, as the authors did: L2-normalised ones (|e| = 1 over 128 dims) left the adaLN
-    # regressor so weak a signal that after 300 stage-2 steps every artist gave the same image (deception 0.10 = chance)
-    # and a decoder without instance norm, which otherwise erases the per-channel shifts that carry the artist's palette.
-    # The decoder is half the authors' width: at a quarter (16 channels at full resolution) the full toy run gave deception
-    # 0.77/0.77 at SSIM 0.38; at half, 0.80/0.80 at SSIM 0.37, with stage 1 at SSIM 0.641 (0.623) in 20 min (15) and
-    # stage 2 in 15.0 min (11); two more stage-2 runs on other batch streams gave 0.80/0.80 and 0.87/0.87 in 14.3 and
-    # 14.8 min, and 1800 stage-2 steps took 13 min and gave 0.80/0.77 (see 21_train)
+    # raw CLIP embeddings (as the authors), no decoder norm (it erased the palette), half the authors' decoder width
     c.model = ModelCfg(adapter_channels=(32, 64, 96), decoder_width=0.5, normalize_embedding=False, decoder_norm='none')
-    # the toy world has 13 training photos, most of them grey: the decoder also reconstructs paintings in stage 1, or it never
-    # learns to paint saturated colour (300-step stage-2 probes, deception text/image: 0.10/0.10 as before; raw embeddings
-    # 0.10/0.10; + paintings 0.30/0.30; + no decoder norm 0.47/0.47; see 21_train)
-    c.train.stage1_paintings = 0.5
+    c.train.stage1_paintings = 0.5            # 13 mostly grey training photos: reconstruct paintings too, or no saturated colour
     c.loss.lpips_net = 'alex'                 # random-backbone LPIPS; VGG-16 LPIPS costs ~25x more on CPU
-    # stage 2 on 64² crops of the 128² images (texture at its native scale, 4x cheaper per step): 1500 steps in the
-    # time 600 took at 128², and the judge names the requested artist more often (0.20/0.13 vs 0.13/0.03, see 21_train)
-    # in world 3 it runs 2000 steps under a cosine rate (quarter-width decoder, stage 2 alone from one stage-1 model: constant 5e-4 for 1500
-    # steps 0.70/0.70 at SSIM 0.32; cosine 0.70/0.77 at 0.34; + SupCon weight 0.5 0.73/0.77 at 0.40; 2000 steps 0.77/0.77 at
-    # 0.38, 11 min; see 21_train)
+    # 64² crops of the 128² images (texture at its native scale, 4x cheaper), cosine rate: 0.80/0.80 deception in 15 min
     c.train.stage2 = StageCfg(iters=2000, batch_size=8, lr=5e-4, load_size=128, crop_size=64, lr_schedule='cosine')
-    # a VGG trained in the world (05_vgg) instead of the seeded random one, 6000 autoencoder steps (9 min, cached): stage 1
-    # reconstructs held-out photos at SSIM 0.627 (0.588 after 3000 steps, 0.530 after 800; 0.345 with the random VGG). On it
-    # stage 2 at lr 1e-3 collapsed and lr 5e-4 does not; its smaller Gram matrices need a heavier style weight for the paper's
-    # pull: style weight 400 gives deception 0.53/0.43 at SSIM 0.35 to the photo (600: 0.47/0.40 at 0.35; on the 800-step
-    # VGG, 200 gave 0.57/0.40 at 0.29; see 21_train). Numbers of world 2; in world 3 (coarser textures) 1200 stage-1 steps
-    # reached 0.589 and stage 2 0.67/0.67 at SSIM 0.33, so stage 1 runs 1600 steps
-    c.vgg = VggCfg(weights='world', world_steps=6000)
-    c.train.stage1 = StageCfg(iters=1600, batch_size=8, lr=1e-3, lr_schedule='cosine')
-    c.loss.style = 400.0
-    # SupCon at the paper's weight 2 pulls the outputs apart in the mini CLIP's space more than in style: at 0.5 the photo
-    # keeps more of its structure (SSIM 0.40 vs 0.34) and the judge is fooled as often or more (0.25: the same as 0.5)
-    c.loss.supcon = 0.5
+    c.vgg = VggCfg(weights='world', world_steps=6000)   # a VGG trained in the world: stage-1 SSIM 0.63 vs 0.35 with a random one
+    c.train.stage1 = StageCfg(iters=1600, batch_size=8, lr=1e-3, lr_schedule='cosine')   # world 3 needs 1600 steps for SSIM >= 0.6
+    c.loss.style = 400.0                      # the world VGG's smaller Gram matrices need a heavier style weight
+    c.loss.supcon = 0.5                       # at the paper's 2, SupCon pulls outputs apart in CLIP space more than in style
     return c
 
 def _smoke() -> Config:

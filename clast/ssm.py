@@ -238,8 +238,8 @@ class _CppScanFn(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):
         ext = _load_scan()
         tok = lambda t: None if t is None else t.transpose(1, 2)          # (b, ·, L) -> token-major (b, L, ·): a view
-        ul, dl, zl = (None if t is None else tok(t).contiguous() for t in (u, delta, z))   # no copy for Mamba's token-major views
-        Bl, Cl = (M if M.stride(-1) == 1 else M.contiguous() for M in (tok(B), tok(C)))
+        ul, dl = tok(u).contiguous(), tok(delta).contiguous()         # no copy for Mamba's token-major views
+        Bl, Cl, zl = (None if M is None else M if M.stride(-1) == 1 else M.contiguous() for M in (tok(B), tok(C), tok(z)))
         At = A.t().contiguous()
         D, bias = (None if t is None else t.contiguous() for t in (D, delta_bias))
         keep = any(ctx.needs_input_grad)
@@ -417,8 +417,8 @@ class Mamba(nn.Module):
         for k in range(K - 1): y = y.addcmul_(xp[:, k:k + L], w[k])
         return self.act(y)
 
-    def _ssm(self, xs):
-        "Conv + selective scan of the x branch, token-major xs (b, L, d_inner) -> y (b, d_inner, L) (maybe a transposed view), before the gate."
+    def _ssm(self, xs, z=None):
+        "Conv + selective scan of the x branch, token-major xs (b, L, d_inner) -> y (b, d_inner, L) (maybe a transposed view), gated by silu(z) if z (b, L, d_inner) is given."
         xs = self._conv(xs)
         dt, Bm, Cm = self.x_proj(xs).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)                            # bias is added inside the scan
@@ -426,7 +426,7 @@ class Mamba(nn.Module):
         # (b, L, ·) -> (b, ·, L) as views: the torch scan reads them time-major, so token-major memory needs no copy
         cont = resolve_backend(self.backend, xs.device) == 'mamba_ssm'    # the CUDA kernel wants them contiguous
         t = lambda M: M.transpose(1, 2).contiguous() if cont else M.transpose(1, 2)
-        return selective_scan(t(xs), t(dt), A, t(Bm), t(Cm), _scan_dtype(self.D),
+        return selective_scan(t(xs), t(dt), A, t(Bm), t(Cm), _scan_dtype(self.D), z=None if z is None else t(z),
                               delta_bias=_scan_dtype(self.dt_proj.bias), delta_softplus=True, backend=self.backend)
 
     def forward(self, x,        # (B, L, C) tokens (raster order over the feature map)
@@ -435,10 +435,9 @@ class Mamba(nn.Module):
         Bsz, L, _ = x.shape
         xs, z = self.in_proj(x).chunk(2, dim=-1)                          # (B, L, d_inner) each, token-major
         perms = scan_orders(self.scan, L, hw, x.device)
-        if perms == [None]: y = self._ssm(xs)
-        else:
-            ys = self._ssm(torch.cat([xs[:, p] for p in perms], 0)).split(Bsz, 0)
-            y = torch.stack([yk[..., torch.argsort(p)] for yk, p in zip(ys, perms)]).mean(0)
+        if perms == [None]: return self.out_proj(self._ssm(xs, z).transpose(1, 2))   # the gate inside the scan, as mamba-ssm
+        ys = self._ssm(torch.cat([xs[:, p] for p in perms], 0)).split(Bsz, 0)
+        y = torch.stack([yk[..., torch.argsort(p)] for yk, p in zip(ys, perms)]).mean(0)
         return self.out_proj(y.transpose(1, 2) * self.act(z))
 
     def init_state(self, batch, device=None, dtype=None):

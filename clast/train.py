@@ -17,7 +17,8 @@ from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, 
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
-from .toyworld import build_world, judge_from_config, resample, world_key
+from .toyworld import build_world, resample, world_key
+from .sources import source_from_config, judge_from_config, preflight, TrainBatches
 from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
@@ -198,13 +199,12 @@ def loss_vgg(model,        # a `CLAST`
 _DATA_CACHE = {}
 
 def training_data(cfg: Config) -> dict:
-    "Training photos, training paintings with artist labels, and artist names of the profile's world (cached per process)."
+    "The world's training photos, paintings with artist labels and artist names, in memory (cached per process); on real data only the artists and the `source` (batches come from `TrainBatches`)."
+    src = source_from_config(cfg)
+    if src.kind != 'world': return {'artists': list(src.artists), 'source': src}
     key = (cfg.profile, cfg.seed, str(cfg.data_dir.resolve()), json.dumps(cfg.to_dict()['world'], default=str))
     if key in _DATA_CACHE: return _DATA_CACHE[key]
-    world = build_world(cfg)
-    paints, labels = world_paintings(world, 'train')
-    d = {'photos': torch.stack(world_photos(world, 'train')), 'paintings': torch.stack(paints), 'labels': labels,
-         'artists': world_artists(world)}
+    d = src.training_data()
     _DATA_CACHE[key] = d
     return d
 
@@ -237,6 +237,8 @@ def provenance(cfg: Config, keep: dict) -> dict:
     "`keep` (a fingerprint's config sections) plus what the config does not show: the world VGG's recipe and, in the miniature world, the world's key."
     if keep.get('vgg', {}).get('weights') == 'world': keep['vgg'] = {**keep['vgg'], 'recipe': WORLD_VGG_VERSION}   # the VGG's weights follow its recipe
     if cfg.miniature: keep['world_key'] = world_key(cfg)   # and the generator's version: a new world retrains what was trained on the old one
+    src = source_from_config(cfg)
+    if src.kind != 'world': keep['data'] = src.fingerprint()   # real data: the files and the split it was trained on
     return keep
 
 STAGE1_LOSS = ('lpips', 'lpips_net', 'source_text')   # the `cfg.loss` options stage 1 reads; the others weigh stage 2's terms
@@ -383,6 +385,7 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors), or the checkpoint if stopped early
     "Stage 1: train adapters, fusion and decoder to reconstruct photos (and paintings, `cfg.train.stage1_paintings` of them; VGG and CLIP frozen)."
     stage, sc = 'stage1', cfg.train.stage1
+    preflight(cfg, evaluate=False)   # every input the stage reads, checked in seconds (the miniature world needs none)
     device = _device(cfg)
     rank, ws = _setup_dist(device)
     fp = _fingerprint(cfg, stage)
@@ -392,17 +395,22 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
         shard(torch.empty(sc.batch_size), rank, ws)   # fail now, not after building everything, if the batch does not split
         seed_everything(cfg.seed)
         data = training_data(cfg)
+        batches = None if 'photos' in data else TrainBatches(data['source'], stage, sc, cfg.seed, rank, ws, cfg.data.num_workers,
+                                                             share=cfg.train.stage1_paintings)   # real data: DataLoader workers
         model = CLAST.from_config(cfg).to(device).train()
         lp = lpips_from_config(cfg).to(device) if cfg.loss.lpips > 0 else None
         vgg = loss_vgg(model)   # the reconstruction's content term: the encoder's VGG, whatever `loss.vgg` says
         e_src = model.embed_style([cfg.loss.source_text]).to(device)
         share = cfg.train.stage1_paintings
-        pool = torch.cat([data['photos'], data['paintings']]) if share > 0 else data['photos']
+        pool = (torch.cat([data['photos'], data['paintings']]) if share > 0 else data['photos']) if batches is None else None
         def step_fn(step, net):
-            idx = stage1_indices(len(data['photos']), len(data['paintings']), sc.batch_size, share)
-            x = make_batch(pool, idx, sc.load_size, sc.crop_size)
-            use_img = torch.rand(sc.batch_size) < 0.5                  # the global batch; this rank's slice of it:
-            x, use_img = shard(x, rank, ws).to(device), shard(use_img, rank, ws).to(device)[:, None]
+            if batches is not None:                                    # real data: this rank's slice, loaded by the workers
+                x, use_img = batches.batch(step).to(device), shard(torch.rand(sc.batch_size) < 0.5, rank, ws).to(device)[:, None]
+            else:
+                idx = stage1_indices(len(data['photos']), len(data['paintings']), sc.batch_size, share)
+                x = make_batch(pool, idx, sc.load_size, sc.crop_size)
+                use_img = torch.rand(sc.batch_size) < 0.5                  # the global batch; this rank's slice of it:
+                x, use_img = shard(x, rank, ws).to(device), shard(use_img, rank, ws).to(device)[:, None]
             with torch.no_grad(): e_img = model.embed_style(x)
             cond = torch.where(use_img, e_img, e_src.expand_as(e_img))
             y = net(x, cond)
@@ -413,7 +421,10 @@ def train_stage1(cfg: Config,                # configuration (profile, seed, cfg
             terms['content'] = content_loss(fy, fx)
             loss = terms['l1'] + cfg.loss.lpips * terms.get('lpips', 0.) + terms['content']
             return loss, {**{k: v.detach() for k, v in terms.items()}, 'total': loss.detach()}
-        return _train_loop(cfg, stage, model, {}, step_fn, device, resume, restart or force, stop_after, {}, fp, progress)
+        meta = {} if batches is None else {'data': data['source'].summary()}
+        try: return _train_loop(cfg, stage, model, {}, step_fn, device, resume, restart or force, stop_after, meta, fp, progress)
+        finally:
+            if batches is not None: batches.close()
 
 # %% ../nbs/10_train.ipynb #9baffb18
 def artist_prompts(cfg: Config, names) -> list:
@@ -431,6 +442,7 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
                 ) -> Path:                   # the trained model (`CLAST.load`-able safetensors)
     "Stage 2: learn artist styles from names (text-guided) and paintings (image-guided) with the CLAST loss."
     stage, sc = 'stage2', cfg.train.stage2
+    preflight(cfg, evaluate=False)   # every input the stage reads, checked in seconds (the miniature world needs none)
     device = _device(cfg)
     rank, ws = _setup_dist(device)
     stage1_ckpt = Path(stage1_ckpt)
@@ -441,31 +453,39 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         if _broadcast(not force and stop_after is None and _finished(run, fp) if rank == 0 else None, ws): return run/'model.safetensors'
         seed_everything(cfg.seed)
         data = training_data(cfg)
-        names = data['artists']; n = min(sc.batch_size, len(names))
+        names = data['artists']
+        batches = None if 'photos' in data else TrainBatches(data['source'], stage, sc, cfg.seed, rank, ws, cfg.data.num_workers)
+        n = min(sc.batch_size, len(names)) if batches is None else sc.batch_size   # real data: artists repeat only beyond their number
         shard(torch.empty(n), rank, ws)   # fail now if the batch (artists per step) does not split over the processes
         model = CLAST.from_config(cfg)
         model.load_weights(stage1_ckpt, skip=('transform.',) if fresh_fusion else ())
         model = model.to(device).train()
         crit = ClastLoss(model.clip, loss_vgg(model, cfg), cfg.loss, lpips_from_config(cfg) if cfg.loss.lpips > 0 else None,
                          embed_dim=model.clip.embed_dim).to(device)
-        by_artist = [torch.nonzero(data['labels'] == a).flatten() for a in range(len(names))]
+        by_artist = [torch.nonzero(data['labels'] == a).flatten() for a in range(len(names))] if batches is None else None
         with torch.no_grad():
             prompts = artist_prompts(cfg, names)
             t_all = model.clip.encode_text(prompts).to(device)                       # loss targets (normalised)
             c_all = model.embed_style(prompts).to(device)                            # text-guided conditions
             t_src = model.clip.encode_text([cfg.loss.source_text])[0].to(device)
         def step_fn(step, net):
-            arts = torch.randperm(len(names))[:n]
-            pidx = torch.stack([by_artist[a][torch.randint(len(by_artist[a]), ())] for a in arts.tolist()])
-            photos = make_batch(data['photos'], torch.randint(len(data['photos']), (n,)), sc.load_size, sc.crop_size)
-            paints = make_batch(data['paintings'], pidx, sc.load_size, sc.crop_size)
-            arts, photos, paints = (shard(t, rank, ws).to(device) for t in (arts, photos, paints))   # this rank's slice
+            if batches is not None:                                    # real data: this rank's slice, loaded by the workers
+                photos, paints, arts = (t.to(device) for t in batches.batch(step))
+            else:
+                arts = torch.randperm(len(names))[:n]
+                pidx = torch.stack([by_artist[a][torch.randint(len(by_artist[a]), ())] for a in arts.tolist()])
+                photos = make_batch(data['photos'], torch.randint(len(data['photos']), (n,)), sc.load_size, sc.crop_size)
+                paints = make_batch(data['paintings'], pidx, sc.load_size, sc.crop_size)
+                arts, photos, paints = (shard(t, rank, ws).to(device) for t in (arts, photos, paints))   # this rank's slice
             with torch.no_grad(): c_img = model.embed_style(paints)
             out = net(torch.cat([photos, photos]), torch.cat([c_all[arts], c_img]))
             out_t, out_i = out.split(len(photos))
             return crit(photos, paints, arts, out_t, out_i, t_all[arts], t_src)
-        meta = {'stage1_ckpt': str(stage1_ckpt.resolve()), 'stage1_sha256': s1_sha, 'artists': list(names)}
-        return _train_loop(cfg, stage, model, {'loss_head': crit.head}, step_fn, device, resume, restart or force, stop_after, meta, fp, progress)
+        meta = {'stage1_ckpt': str(stage1_ckpt.resolve()), 'stage1_sha256': s1_sha, 'artists': list(names),
+                **({'data': data['source'].summary()} if batches is not None else {})}
+        try: return _train_loop(cfg, stage, model, {'loss_head': crit.head}, step_fn, device, resume, restart or force, stop_after, meta, fp, progress)
+        finally:
+            if batches is not None: batches.close()
 
 # %% ../nbs/10_train.ipynb #fa3864fa
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -480,24 +500,12 @@ def resampled_ssim(x: torch.Tensor,   # (3,S,S) image in [0, 1]
     return ssim(resample(x[None], k)[0], x)
 
 def heldout_photos(cfg: Config, n: int = None) -> list:
-    "Up to `n` (default `cfg.eval.n_photos`) held-out photos as (3,S,S) float tensors, S = `cfg.world.image_size`."
-    s = cfg.world.image_size
-    out = []
-    for im in world_photos(build_world(cfg), 'test')[:n or cfg.eval.n_photos]:
-        x = im.float()[None] / 255
-        h, w = x.shape[-2:]; k = s / min(h, w)
-        x = F.interpolate(x, size=(max(s, round(h*k)), max(s, round(w*k))), mode='bilinear', antialias=True, align_corners=False)[0]
-        t, l = (x.shape[1] - s) // 2, (x.shape[2] - s) // 2
-        out.append(x[:, t:t+s, l:l+s].clamp(0, 1))
-    return out
+    "Up to `n` (default `cfg.eval.n_photos`) held-out photos of the data source as (3,S,S) float tensors, S = `world.image_size` (the world) or `data.eval_size` (real data)."
+    return source_from_config(cfg).heldout_photos(n or cfg.eval.n_photos)
 
 def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
-    "(n_artists,3,S,S) float: each artist's first held-out painting, resized to `size` (default `cfg.world.image_size`); the image-guided reference of every evaluation."
-    world = build_world(cfg)
-    tp, tl = world_paintings(world, 'test')
-    refs = torch.stack([tp[int(torch.nonzero(tl == a)[0])] for a in range(len(world_artists(world)))]).float() / 255
-    s = size or cfg.world.image_size
-    return F.interpolate(refs, size=(s, s), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+    "(n_artists,3,S,S) float: each artist's first held-out painting, resized to `size` (default as `heldout_photos`); the image-guided reference of every evaluation."
+    return source_from_config(cfg).reference_paintings(size)
 
 # %% ../nbs/10_train.ipynb #5487869f
 @torch.no_grad()
@@ -511,38 +519,45 @@ def evaluate_stage1(cfg: Config, model,
     x = torch.stack(photos)
     rec = model(x, model.embed_style(x)).clamp(0, 1)
     # the ceiling of stage 2: a painting the model cannot even redraw recognisably, it cannot paint from a photo either
-    world = build_world(cfg); judge = judge if judge is not None else judge_from_config(cfg)
-    tp, tl = world_paintings(world, 'test'); tp = torch.stack(tp).float() / 255
+    src = source_from_config(cfg); judge = judge if judge is not None else judge_from_config(cfg)
+    # the world: every held-out painting; real data: each artist's reference painting (thousands are held out)
+    tp, tl = src.heldout_paintings() if src.kind == 'world' else (reference_paintings(cfg), torch.arange(len(src.artists)))
+    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
+    keep = torch.tensor([jidx is None or int(l) in jidx for l in tl], dtype=torch.bool)
+    tp, tl = tp[keep], tl[keep]
     pred = torch.cat([judge.predict(model(b, model.embed_style(b)).clamp(0, 1)) for b in tp.split(batch)])
+    if jidx is not None: pred = torch.tensor([jidx[int(p)] for p in pred])
     hits = (pred == tl).float()
     return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec,
             'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)},   # yardsticks
-            'judge_recon': float(hits.mean()), 'judge_recon_per_artist': [float(hits[tl == a].mean()) for a in range(len(world_artists(world)))]}
+            'judge_recon': float(hits.mean()), 'judge_top1': getattr(judge, 'accuracy', None),
+            'judge_recon_per_artist': [float(hits[tl == a].mean()) for a in range(len(src.artists)) if (tl == a).any()]}
 
 @torch.no_grad()
 def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
     "Deception (text- and image-guided) and SSIM to the photo over every held-out photo × every artist."
     model.eval()
-    world = build_world(cfg)
+    src = source_from_config(cfg)
     judge = judge if judge is not None else judge_from_config(cfg)
-    names = world_artists(world)
+    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
+    names = src.artists
     x = torch.stack(heldout_photos(cfg))
-    tp, tl = world_paintings(world, 'test')
     refs = reference_paintings(cfg)
     c_txt = model.embed_style(artist_prompts(cfg, names))
     c_img = model.embed_style(refs)
     res = {'text': [], 'image': []}
     for mode, conds in (('text', c_txt), ('image', c_img)):
-        for a in range(len(names)):
+        for a in (jidx if jidx is not None else range(len(names))):
             out = model(x, conds[a:a+1].expand(len(x), -1)).clamp(0, 1)
             pred = judge.predict(out)
+            if jidx is not None: pred = [jidx[int(p)] for p in pred]
             res[mode].append({'artist': a, 'outputs': out, 'hits': [int(p) == a for p in pred],
                               'ssim': [ssim(o, p) for o, p in zip(out, x)]})
     rate = lambda m: float(np.mean([h for r in res[m] for h in r['hits']]))
     return {'deception_text': rate('text'), 'deception_image': rate('image'),
             'ssim_content': float(np.mean([s for m in res for r in res[m] for s in r['ssim']])),
             'per_artist': {m: [float(np.mean(r['hits'])) for r in res[m]] for m in res},
-            'artists': names, 'photos': x, 'references': refs, 'results': res}
+            'judge_top1': getattr(judge, 'accuracy', None), 'artists': names, 'photos': x, 'references': refs, 'results': res}
 
 # %% ../nbs/10_train.ipynb #94b7a0c9
 def plot_losses(cfg: Config, stages=('stage1', 'stage2')):

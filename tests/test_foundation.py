@@ -43,7 +43,7 @@ def _nb(cells, path):
 
 def test_chain_runs_in_order_and_names_failing_cell(tmp_path, monkeypatch):
     from clast import chain
-    (tmp_path/'nbs').mkdir(); (tmp_path/'pyproject.toml').write_text('')
+    (tmp_path/'nbs').mkdir(); (tmp_path/'pyproject.toml').write_text('[project]\nname = "clast"\n')
     _nb(["from pathlib import Path\nPath('order.txt').open('a').write('20,' + profile)"], tmp_path/'nbs'/'20_a.ipynb')
     _nb(["from pathlib import Path\nPath('order.txt').open('a').write(';21')"], tmp_path/'nbs'/'21_b.ipynb')
     _nb(["x = 1", "raise ValueError('boom')"], tmp_path/'nbs'/'22_c.ipynb')

@@ -53,10 +53,20 @@ def _first_stylize(tmp_path, env, *extra):
     Image.fromarray(data.chelsea()).resize((512, 384), Image.BILINEAR).save(work/'photo.jpg', quality=92)
     e = {k: v for k, v in os.environ.items() if k not in ('CLAST_HOME', 'XDG_CACHE_HOME', 'PYTHONPATH', 'CLAST_OFFICIAL_CKPT')}
     e.update(HOME=str(home), HF_HUB_OFFLINE='1', CLAST_OFFLINE='1')
-    t0 = time.time()
+    import resource
+    t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([str(env/'bin'/'clast'), 'stylize', 'photo.jpg', '--style', 'Odile Pointel', *map(str, extra)],
                        cwd=work, env=e, capture_output=True, text=True, timeout=600)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r.cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     return r, time.time() - t0, work, home
+
+def _check_time(what, wall, cpu, limit=20.0):
+    "Wall time under `limit` s on a machine that is not busy; on a shared one (load average over 2.5 on 2 cores) the wall clock measures the other jobs, so there the CPU time the command used must be under the limit."
+    load = os.getloadavg()[0]
+    print(f"{what}: {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.1f})")
+    assert cpu < limit, f"{what}: {cpu:.1f} s CPU"
+    if load <= 2.5: assert wall < limit, f"{what}: {wall:.1f} s wall"
 
 
 def _check_first_stylize(r, work, home):
@@ -76,8 +86,7 @@ def test_first_stylize_with_the_shipped_toy_model(installed, tmp_path):
     assert (site/'clast'/'assets'/'toy.safetensors').is_file()                               # package data made it into the wheel
     r, wall, work, home = _first_stylize(tmp_path, env)
     _check_first_stylize(r, work, home)
-    print(f"first stylize with the shipped toy model: {wall:.1f} s wall")
-    assert wall < 20, f"{wall:.1f} s"
+    _check_time('first stylize with the shipped toy model', wall, r.cpu)
 
 
 def test_first_stylize_from_a_checkpoint_file(installed, tmp_path):
@@ -96,5 +105,4 @@ def test_first_stylize_from_a_checkpoint_file(installed, tmp_path):
     env, py, site = installed
     r, wall, work, home = _first_stylize(tmp_path, env, '--checkpoint', ckpt)
     _check_first_stylize(r, work, home)
-    print(f"first stylize from a checkpoint file: {wall:.1f} s wall")
-    assert wall < 60, f"{wall:.1f} s"
+    _check_time('first stylize from a checkpoint file', wall, r.cpu)

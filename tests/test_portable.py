@@ -61,7 +61,7 @@ def cli(args, cwd, home):
     return subprocess.run(exe + list(map(str, args)), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_smoke_checkpoint_stylizes_the_same_bytes_anywhere(tmp_path):
+def test_smoke_checkpoint_stylizes_the_same_bytes_anywhere(tmp_path, monkeypatch, capsys):
     from clast.config import get_config, ClipCfg, save_config
     from clast.model import CLAST, read_header, state_without_clip
     from safetensors.torch import save_file
@@ -84,9 +84,11 @@ def test_smoke_checkpoint_stylizes_the_same_bytes_anywhere(tmp_path):
 
     photo = tmp_path/'photo.png'
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(photo)
-    r1 = cli(['stylize', photo, '--style', 'Odile Pointel', '--checkpoint', ckpt, '-o', made/'out', '--threads', '2'], made, tmp_path/'home1')
-    assert r1.returncode == 0, r1.stderr
+    from clast.cli import main
+    monkeypatch.chdir(made)
+    assert main(['stylize', str(photo), '--style', 'Odile Pointel', '--checkpoint', str(ckpt), '-o', str(made/'out'), '--threads', '2']) == 0
     first = made/'out'/'photo_odile-pointel.png'
+    capsys.readouterr()
 
     moved = tmp_path/'moved'; moved.mkdir()
     shutil.copy(ckpt, moved/'copy.safetensors')   # the .safetensors alone
@@ -101,10 +103,12 @@ def test_smoke_checkpoint_stylizes_the_same_bytes_anywhere(tmp_path):
     assert r2.stdout.strip() == f"{photo} -> out/photo_odile-pointel.png"                  # only the result lines, no warnings
     assert r2.stderr.strip() == "clast: 1 done, 0 failed; outputs in out", r2.stderr
 
-    r3 = cli(['stylize', photo, '--style', 'Odile Pointel', '--checkpoint', old/'old.safetensors', '-o', 'out3'], elsewhere, tmp_path/'home3')
-    lines = [l for l in r3.stderr.splitlines() if l.startswith('clast: error:')]
-    assert r3.returncode == 2 and len(lines) == 1 and 'old.safetensors' in lines[0] and 'format 1' in lines[0], r3.stderr
-    assert 'Traceback' not in r3.stderr and not (tmp_path/'home3').exists()
+    monkeypatch.chdir(elsewhere); monkeypatch.setenv('CLAST_HOME', str(tmp_path/'home3'))
+    code = main(['stylize', str(photo), '--style', 'Odile Pointel', '--checkpoint', str(old/'old.safetensors'), '-o', 'out3'])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith('clast: error:')]
+    assert code == 2 and len(lines) == 1 and 'old.safetensors' in lines[0] and 'format 1' in lines[0], err   # its assets are gone
+    assert 'Traceback' not in err and not (tmp_path/'home3').exists()
 
 
 def test_newer_format_refused_in_one_line(tmp_path):

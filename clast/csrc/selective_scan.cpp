@@ -2,8 +2,8 @@
 //
 //   h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,   y_t = <h_t, C_t>          (per batch and channel)
 //
-// Layout: token-major. u, delta, y, gy: (b, L, d) contiguous; At = A^T: (n, d) contiguous; B, C: (b, L, n) with
-// unit stride over n (any batch / token strides). The scan is sequential over L; the lanes of one SIMD vector are
+// Layout: token-major. u, delta, y, gy: (b, L, d) contiguous; At = A^T: (n, d) contiguous; B, C: (b, L, n) and the
+// gate z: (b, L, d) with unit stride over their last dimension (any batch / token strides, e.g. views of a projection). The scan is sequential over L; the lanes of one SIMD vector are
 // W consecutive channels (so the loads of u, delta, A and the stores of y are contiguous and y needs no horizontal
 // sum); at::parallel_for runs (batch x channel blocks) in parallel. The backward is the reverse-time recurrence of
 // the adjoint G_t = g_t C_t + exp(delta_{t+1} A) G_{t+1}; the states it needs are recomputed chunk by chunk (K
@@ -147,7 +147,7 @@ template <typename T> struct Args {
   const T *u, *dt, *At, *B, *C;        // dt: delta as given (before the bias and softplus)
   const T *bias, *D, *z, *gy;          // optional (nullptr): delta_bias (d), D (d), gate z (b, L, d)
   bool softplus;
-  int64_t sBb, sBl, sCb, sCl;          // batch / token strides of B and C
+  int64_t sBb, sBl, sCb, sCl, szb, szl; // batch / token strides of B, C and z
   T *y, *ck, *gu, *gdt, *gA, *gD, *gz; // ck: (b, nck, n, d) states before each chunk; gA: (b, n, d); gD: (b, d)
 };
 
@@ -181,7 +181,7 @@ template <class V, typename T> void fwd_block(const Args<T>& p, int64_t bi, int6
       y = V::fma(h[k], V::set1(Ct[k]), y);
     }
     if (p.D) y = V::fma(Dv, u, y);
-    if (p.z) { const V z = V::load(p.z + o); y = y * z * z.sigmoid(); }
+    if (p.z) { const V z = V::load(p.z + bi * p.szb + t * p.szl + c0); y = y * z * z.sigmoid(); }
     y.store(p.y + o);
   }
 }
@@ -220,7 +220,7 @@ template <class V, typename T> void bwd_block(const Args<T>& p, int64_t bi, int6
         V y = V::zero();
         for (int64_t k = 0; k < N; ++k) y = V::fma(bufH[i + k], V::set1(Ct[k]), y);
         if (p.D) y = V::fma(Dv, u, y);
-        const V z = V::load(p.z + o), sz = z.sigmoid();
+        const V z = V::load(p.z + bi * p.szb + t * p.szl + c0), sz = z.sigmoid();
         (g * y * sz * V::fma(z, one - sz, one)).store(p.gz + o);
         g = g * z * sz;
       }
@@ -277,7 +277,8 @@ void check_inputs(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& A
   for (const std::optional<at::Tensor>* t : {&bias, &D})
     if (t->has_value()) TORCH_CHECK((*t)->dim() == 1 && (*t)->size(0) == u.size(2) && (*t)->is_contiguous() && (*t)->scalar_type() == u.scalar_type(),
                                     "clast_scan: delta_bias, D must be contiguous (d,) of u's dtype");
-  if (z.has_value()) TORCH_CHECK(z->sizes() == u.sizes() && z->is_contiguous() && z->scalar_type() == u.scalar_type(), "clast_scan: z must be contiguous like u");
+  if (z.has_value()) TORCH_CHECK(z->sizes() == u.sizes() && z->stride(2) == 1 && z->scalar_type() == u.scalar_type(),
+                                 "clast_scan: z must be (b, L, d) like u, with unit stride over d");
 }
 
 template <typename T> Args<T> make_args(const at::Tensor& u, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B,
@@ -292,6 +293,7 @@ template <typename T> Args<T> make_args(const at::Tensor& u, const at::Tensor& d
   p.z = z.has_value() ? z->data_ptr<T>() : nullptr;
   p.softplus = softplus;
   p.sBb = B.stride(0); p.sBl = B.stride(1); p.sCb = C.stride(0); p.sCl = C.stride(1);
+  if (z.has_value()) { p.szb = z->stride(0); p.szl = z->stride(1); }
   return p;
 }
 
