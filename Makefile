@@ -43,8 +43,9 @@ check-sync: venv
 nbtest: venv
 	$(BIN)/nbdev-test --n-workers $(WORKERS) --timing --skip-file-re '^[2-9][0-9]_' $(NBFLAGS)
 
+# --dist loadfile: all tests of a file on one worker, so module fixtures (a torchrun pair, the smoke chain) run once
 pytest: venv
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests   # a file on one worker: module fixtures (a torchrun pair, the smoke chain) run once
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests
 
 test: venv check-sync nbtest pytest
 

@@ -230,6 +230,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'clast.data.slug': ('data.html#slug', 'clast/data.py'),
                             'clast.data.to_pil': ('data.html#to_pil', 'clast/data.py'),
                             'clast.data.train_transform': ('data.html#train_transform', 'clast/data.py'),
+                            'clast.data.usual_mode': ('data.html#usual_mode', 'clast/data.py'),
                             'clast.data.wikiart_records': ('data.html#wikiart_records', 'clast/data.py')},
             'clast.fusion': { 'clast.fusion.FusionBlock': ('fusion.html#fusionblock', 'clast/fusion.py'),
                               'clast.fusion.FusionBlock.__init__': ('fusion.html#fusionblock.__init__', 'clast/fusion.py'),

@@ -436,7 +436,8 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
         if n == 0: raise ItemError(f"{path}: no frames could be read (empty or corrupt video); re-encode it as H.264 MP4")
         writer.release(); writer = None
         _mux_audio(path, tmp, log)
-        os.replace(tmp, dest)
+        from clast.data import usual_mode
+        usual_mode(tmp); os.replace(tmp, dest)   # mkstemp makes 0600
     finally:
         bar.close(); cap.release()
         if writer is not None: writer.release()

@@ -11,10 +11,10 @@ import torch
 from PIL import Image, ImageOps
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'save_image',
-           'train_transform', 'eval_transform', 'ImageFolderSet', 'PhotoFolder', 'artist_batch', 'hub_reachable',
-           'require_hub', 'read_artist_list', 'slug', 'artist_matches', 'export_imagefolder', 'parquet_shards',
-           'wikiart_records', 'coco_records']
+__all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'usual_mode',
+           'save_image', 'train_transform', 'eval_transform', 'ImageFolderSet', 'PhotoFolder', 'artist_batch',
+           'hub_reachable', 'require_hub', 'read_artist_list', 'slug', 'artist_matches', 'export_imagefolder',
+           'parquet_shards', 'wikiart_records', 'coco_records']
 
 # %% ../nbs/02_data.ipynb #4478b8c6
 def seed_everything(seed: int = 0):
@@ -90,6 +90,12 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     a = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(a)
 
+def usual_mode(path) -> Path:
+    "Give `path` the permissions a plain `open()`/`mkdir()` would (0666/0777 less the umask): `tempfile` creates 0600 files and 0700 folders."
+    um = os.umask(0); os.umask(um)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~um)
+    return Path(path)
+
 def save_image(x: torch.Tensor, path, protect=()) -> Path:
     "Write `x` ((3,H,W) in [0,1]) to `path` (format from the suffix) via a temporary file and a rename; never over a path in `protect`."
     path = Path(path)
@@ -102,7 +108,7 @@ def save_image(x: torch.Tensor, path, protect=()) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f: f.write(buf.getvalue())
-        os.replace(tmp, path)
+        usual_mode(tmp); os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise

@@ -13,6 +13,7 @@ from PIL import Image
 from filelock import FileLock
 from scipy import ndimage as ndi
 from .config import Config, get_config
+from .data import usual_mode
 
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
@@ -280,7 +281,7 @@ def build_world(cfg: Config, root=None, log=None) -> World:
         t0 = time.time()
         tmp = Path(tempfile.mkdtemp(prefix='.world-', dir=root.parent))
         try:
-            _write_world(cfg, tmp, key)
+            _write_world(cfg, tmp, key); usual_mode(tmp)   # mkdtemp makes 0700
             if root.exists(): shutil.rmtree(root)
             os.replace(tmp, root)
         finally:
@@ -378,7 +379,7 @@ def cached_weights(d: Path,        # cache folder; holds `{name}.safetensors` an
             meta = dict(key=key, **meta, sha256=hashlib.sha256((tmp/w).read_bytes()).hexdigest())
             (tmp/j).write_text(json.dumps(meta, indent=1, default=str))
             if d.exists(): shutil.rmtree(d)
-            os.replace(tmp, d)
+            usual_mode(tmp); os.replace(tmp, d)
         finally:
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
         return load()
