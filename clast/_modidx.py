@@ -158,6 +158,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'clast.clip.sample_groups': ('clip.html#sample_groups', 'clast/clip.py'),
                             'clast.clip.save_mini_clip': ('clip.html#save_mini_clip', 'clast/clip.py'),
                             'clast.clip.train_mini_clip': ('clip.html#train_mini_clip', 'clast/clip.py'),
+                            'clast.clip.weights_path': ('clip.html#weights_path', 'clast/clip.py'),
                             'clast.clip.zero_shot': ('clip.html#zero_shot', 'clast/clip.py'),
                             'clast.clip.zero_shot_eval': ('clip.html#zero_shot_eval', 'clast/clip.py')},
             'clast.config': { 'clast.config.ClipCfg': ('config.html#clipcfg', 'clast/config.py'),

@@ -13,14 +13,15 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import open_clip
 from open_clip import factory as _oc_factory
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from .config import Config, ClipCfg
+from .config import Config, ClipCfg, anchor
 
 # %% auto #0
 __all__ = ['SOURCE_TEXT', 'PAINTING_TEMPLATES', 'PHOTO_TEXTS', 'MINI_NAMES', 'MINI_CODE_VERSION', 'prompt', 'mini_model_config',
            'register_mini_config', 'TokenizerError', 'hf_tokenizer_name', 'get_tokenizer', 'quiet', 'ClipEncoder',
            'HubOfflineError', 'check_pretrained_available', 'load_clip', 'clip_from_spec', 'embed_images', 'zero_shot',
-           'sample_groups', 'train_mini_clip', 'mini_clip_dir', 'save_mini_clip', 'build_mini_clip', 'clip_from_config',
-           'zero_shot_eval', 'judge_top1', 'mini_clip_meta', 'plot_correlation', 'plot_accuracy_bars']
+           'sample_groups', 'train_mini_clip', 'mini_clip_dir', 'save_mini_clip', 'build_mini_clip', 'weights_path',
+           'clip_from_config', 'zero_shot_eval', 'judge_top1', 'mini_clip_meta', 'plot_correlation',
+           'plot_accuracy_bars']
 
 # %% ../nbs/04_clip.ipynb #6ceb9d5a
 SOURCE_TEXT = 'Photo'                        # source text of the directional CLIP loss (the authors' choice)
@@ -428,6 +429,13 @@ def build_mini_clip(cfg: Config,              # the configuration (profile, seed
         if log: log(f"[{ccfg.model}] trained in {stats['seconds']} s → {d}")
     return d/'open_clip_model.safetensors'
 
+_WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.npz')
+
+def weights_path(pretrained: str) -> str:
+    "A `clip.pretrained` value that names a file, made absolute from the checkout root (as every relative asset path: `clast.config.anchor`); a tag ('openai') as it is."
+    if not pretrained or not (any(c in pretrained for c in '/\\') or pretrained.endswith(_WEIGHT_SUFFIXES)): return pretrained
+    return str(anchor(Path(pretrained).expanduser()))
+
 def clip_from_config(cfg: Config,             # the configuration
                      which: str = 'clip',     # 'clip' (`cfg.clip`) or 'siglip' (`cfg.siglip`)
                      device='cpu',            # torch device
@@ -438,7 +446,8 @@ def clip_from_config(cfg: Config,             # the configuration
     if which not in ('clip', 'siglip'): raise ValueError(f"which must be 'clip' or 'siglip', got {which!r}")
     ccfg = cfg.clip if which == 'clip' else cfg.siglip
     if ccfg.pretrained or not ccfg.model.startswith('clast-mini'):
-        return load_clip(ccfg.model, ccfg.pretrained, device=device, kind=which, tokenizer=cfg.paths.tokenizer)
+        tok = str(anchor(cfg.paths.tokenizer)) if cfg.paths.tokenizer else ''
+        return load_clip(ccfg.model, weights_path(ccfg.pretrained), device=device, kind=which, tokenizer=tok)
     return load_clip(ccfg.model, str(build_mini_clip(cfg, which, world, log)), device=device, kind=which)
 
 # %% ../nbs/04_clip.ipynb #9a06aff9

@@ -152,10 +152,12 @@ def clast_home() -> Path:
     if os.environ.get('CLAST_HOME'): return Path(os.environ['CLAST_HOME']).expanduser().resolve()
     return (Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')).expanduser().resolve()/'clast'
 
-def anchor(path) -> Path:
-    "`path` made absolute: relative paths are taken from the checkout root, or, outside one, from `clast_home()`."
+def anchor(path,
+           outside=None,   # where relative paths go outside a checkout: None = the current folder (files the user names); `clast_home()` for what clast generates
+          ) -> Path:
+    "`path` made absolute: relative paths are taken from the checkout root (so `clast train` and papermill, which runs in nbs/, agree), or, outside one, from `outside`."
     path = Path(path).expanduser()
-    return path if path.is_absolute() else (project_root() or clast_home())/path
+    return path if path.is_absolute() else (project_root() or Path(outside or Path.cwd()).resolve())/path
 
 # %% ../nbs/00_config.ipynb #2d3ccb62
 @dataclass
@@ -175,11 +177,11 @@ class Config:
     data: DataCfg = field(default_factory=DataCfg)   # real data (paper profile): WikiArt + COCO roots, split, workers, judge
 
     @property
-    def data_dir(self) -> Path: return anchor(self.paths.data)/self.profile
+    def data_dir(self) -> Path: return anchor(self.paths.data, clast_home())/self.profile
     @property
-    def runs_dir(self) -> Path: return anchor(self.paths.runs)/self.profile
+    def runs_dir(self) -> Path: return anchor(self.paths.runs, clast_home())/self.profile
     @property
-    def figures_dir(self) -> Path: return anchor(self.paths.figures)/self.profile
+    def figures_dir(self) -> Path: return anchor(self.paths.figures, clast_home())/self.profile
     @property
     def miniature(self) -> bool: return self.profile != 'paper'
 
