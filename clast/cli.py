@@ -563,12 +563,8 @@ def run_stylize(a) -> int:
 # %% ../nbs/14_cli.ipynb #c4e7c01f
 def _last_stage1(cfg) -> Path:
     "The finished stage-1 model of `cfg.profile`; `CliError` if there is none."
-    import json
-    from clast.train import run_dir
-    p = run_dir(cfg, 'stage1')/'model.safetensors'
-    try: done = p.exists() and json.loads((p.parent/'run.json').read_text()).get('complete', False)
-    except (OSError, ValueError): done = False
-    if not done: raise CliError(f"{p}: no finished stage-1 model for profile {cfg.profile}; run `clast train stage1 --profile {cfg.profile}` first")
+    p = trained_model_path(cfg, 'stage1')
+    if not _complete(p): raise CliError(f"{p}: no finished stage-1 model for profile {cfg.profile}; run `clast train stage1 --profile {cfg.profile}` first")
     return p
 
 def run_train(a) -> int:
