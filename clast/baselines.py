@@ -4,17 +4,18 @@
 
 # %% ../nbs/12_baselines.ipynb #74905716
 from __future__ import annotations
-import hashlib, json, os, time
+import json, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from filelock import FileLock
-from safetensors.torch import save_file, load_file
+from safetensors.torch import save, load_file
 from tqdm.auto import tqdm
 from .config import Config, StageCfg, stamp
+from .infra import atomic_write, cache_key, sha256_file
 from .sources import source_from_config, TrainBatches
 from .vgg import VGGEncoder, vgg_from_config
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
-from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, sha256_file, provenance
+from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, provenance
 from .train import reference_paintings
 
 # %% auto #0
@@ -101,7 +102,7 @@ def _adain_settings(cfg, iters, batch_size, lr, style_weight, width, size) -> di
 def _adain_fingerprint(cfg: Config, settings: dict) -> str:
     d = cfg.to_dict()
     keep = provenance(cfg, {'seed': d['seed'], 'world': d['world'], 'vgg': d['vgg'], 'adain': settings, 'version': 1})   # + world key, VGG recipe
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_key(keep)
 
 def load_adain(cfg: Config, path=None) -> AdaINNet:
     "The trained AdaIN baseline (default: the run in `adain_dir(cfg)`; its decoder width is read from run.json)."
@@ -157,13 +158,11 @@ def train_adain(cfg: Config,                 # profile (seed, world, VGG; defaul
             if (step + 1) % log_every == 0 or step + 1 == st['iters']:
                 log.write({'step': step + 1, 'seconds': round(time.time() - t0, 3), **{k: float(v) for k, v in terms.items()}})
         secs = time.time() - t0
-        tmp = run/f'.decoder.tmp{os.getpid()}'
-        save_file({k: v.contiguous() for k, v in net.decoder.state_dict().items()}, str(tmp), metadata={'format': 'clast-adain'})
-        os.replace(tmp, out)
+        atomic_write(out, save({k: v.contiguous() for k, v in net.decoder.state_dict().items()}, metadata={'format': 'clast-adain'}))
         info = {'complete': True, 'fingerprint': fp, 'settings': st, 'seconds': round(secs, 2),
                 'it_s': round(st['iters'] / max(secs, 1e-9), 3), 'last': {k: float(v) for k, v in terms.items()},
                 'sha256': sha256_file(out), 'stamp': stamp(cfg)}
-        tmp = run/'run.json.tmp'; tmp.write_text(json.dumps(info, indent=1, default=str)); os.replace(tmp, run/'run.json')
+        atomic_write(run/'run.json', json.dumps(info, indent=1, default=str))
     return out
 
 def adain_stylize_fn(cfg: Config, net: AdaINNet, alpha: float = 1.0):

@@ -4,18 +4,19 @@
 
 # %% ../nbs/14_cli.ipynb #98f2f483
 from __future__ import annotations
-import argparse, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, time, unicodedata, warnings
+import argparse, hashlib, os, re, shutil, subprocess, sys, tempfile, time, unicodedata, warnings
 from pathlib import Path
 from .config import get_config
+from .infra import online
 
 # %% auto #0
 __all__ = ['CONTEXT_LENGTH', 'IMAGE_EXTS', 'VIDEO_EXTS', 'MAX_PIXELS', 'MIN_SIDE', 'OFFICIAL_DRIVE_ID', 'OFFICIAL_ENV',
            'CKPT_SUFFIXES', 'OFFICIAL_SUFFIXES', 'TRAIN_MINUTES', 'EPILOG', 'TRAIN_EPILOG', 'CliError', 'ItemError',
            'one_line', 'slugify', 'parse_mix', 'check_prompt', 'is_video', 'collect_inputs', 'plan_output',
-           'ensure_writable', 'image_size', 'read_image', 'official_checkpoint_path', 'network_available',
-           'fetch_official', 'safe_torch_load', 'resolve_device', 'load_model', 'shipped_toy_path',
-           'trained_model_path', 'toy_checkpoint', 'build_toy_asset', 'stylize_image', 'stylize_video', 'build_style',
-           'resolve_conventions', 'run_stylize', 'run_train', 'run_chain_cmd', 'build_parser', 'main']
+           'ensure_writable', 'image_size', 'read_image', 'official_checkpoint_path', 'fetch_official',
+           'safe_torch_load', 'resolve_device', 'load_model', 'shipped_toy_path', 'trained_model_path',
+           'toy_checkpoint', 'build_toy_asset', 'stylize_image', 'stylize_video', 'build_style', 'resolve_conventions',
+           'run_stylize', 'run_train', 'run_chain_cmd', 'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #44442838
 class CliError(Exception):
@@ -191,20 +192,6 @@ def official_checkpoint_path() -> Path:
     if os.environ.get(OFFICIAL_ENV): return Path(os.environ[OFFICIAL_ENV]).expanduser()
     return clast_home()/'wikiart_all.ckpt'
 
-def network_available(host: str = 'drive.google.com', # host to reach
-                      port: int = 443,                # port to open
-                      timeout: float = 3.0,           # seconds before we call it offline (DNS included)
-                     ) -> bool:
-    "True if a TCP connection to `host` opens within `timeout` s; False at once under HF_HUB_OFFLINE=1 or CLAST_OFFLINE=1."
-    import threading
-    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('', '0') or os.environ.get('CLAST_OFFLINE', '0') not in ('', '0'): return False
-    ok = []
-    def probe():
-        try: socket.create_connection((host, port), timeout=timeout).close(); ok.append(True)
-        except OSError: pass
-    t = threading.Thread(target=probe, daemon=True); t.start(); t.join(timeout + 0.5)
-    return bool(ok)
-
 # %% ../nbs/14_cli.ipynb #f42d6f71
 def fetch_official(log=print) -> Path:
     "The local path of the authors' checkpoint, downloading it if absent and online; `CliError` (one line) offline."
@@ -213,7 +200,7 @@ def fetch_official(log=print) -> Path:
     how = (f"download wikiart_all.ckpt (Google Drive id {OFFICIAL_DRIVE_ID}, 496 MB) and put it at {path}, "
            f"or set {OFFICIAL_ENV}=/path/to/wikiart_all.ckpt")
     if os.environ.get(OFFICIAL_ENV): raise CliError(f"{path}: {OFFICIAL_ENV} points to a missing file; {how}")
-    if not network_available(): raise CliError(f"{path}: official checkpoint not found and no network; {how}")
+    if not online('drive.google.com'): raise CliError(f"{path}: official checkpoint not found and no network; {how}")
     import urllib.request
     from tqdm.auto import tqdm
     url = f"https://drive.usercontent.google.com/download?id={OFFICIAL_DRIVE_ID}&export=download&confirm=t"
@@ -370,14 +357,17 @@ def stylize_image(model,                 # a CLAST in eval mode
                   template='auto',       # prompt template: 'auto' = the model's (`model.template`), None = the prompt as given, or 'a painting by {}'
                   contrast: float = 1.0, # `adjust_contrast` factor applied after decoding (the authors' demo: 1.5)
                   quantize: str = 'round', # 8-bit conversion: 'round' (nearest) or 'authors' (×255 + 0.5, truncated)
+                  opts=None,             # a clast.inference `InferenceOpts` the model was `prepare`d for (None: float32 as stored)
                  ):
     "Stylize one image file; returns a (3,H,W) tensor in [0,1] on the 8-bit grid (H, W of the loaded image)."
-    import torch
+    import contextlib, torch
     from clast.model import adjust_contrast, quantize as to_grid
     x = read_image(path, max_size=max_size, max_pixels=max_pixels)
     dev = next(model.parameters()).device
     torch.manual_seed(seed)
-    y = model.stylize(x[None].to(dev), _style_to(style, dev), alpha=alpha, preserve_color=preserve_color, template=template)
+    with opts.context() if opts else contextlib.nullcontext():
+        x = opts.input(x[None].to(dev)) if opts else x[None].to(dev)
+        y = model.stylize(x, _style_to(style, dev), alpha=alpha, preserve_color=preserve_color, template=template).float()
     return to_grid(adjust_contrast(y[0].clamp(0, 1).cpu(), contrast), quantize)
 
 def _style_to(style, dev):
@@ -396,11 +386,12 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
                   template='auto',          # prompt template ('auto' = the model's; None = the prompt as given)
                   contrast: float = 1.0,    # `adjust_contrast` factor after decoding
                   quantize: str = 'round',  # 8-bit conversion: 'round' or 'authors'
+                  opts=None,                # a clast.inference `InferenceOpts` the model was `prepare`d for (None: float32 as stored)
                  ) -> Path:
     "Stylize video `path` into `dest` (.mp4); returns `dest`. `ItemError` for unreadable videos."
     try: import cv2
     except ImportError: raise ItemError(f"{path}: videos need OpenCV; pip install 'clast[video]' (opencv-python-headless)") from None
-    import numpy as np, torch, torch.nn.functional as F
+    import contextlib, numpy as np, torch, torch.nn.functional as F
     from clast.data import to_pil
     path, dest = Path(path), Path(dest)
     cap = cv2.VideoCapture(str(path))
@@ -426,7 +417,8 @@ def stylize_video(model, path, dest, style, alpha: float = 1.0, preserve_color: 
                 s = max_size / max(h, w)
                 x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode='bilinear', antialias=True, align_corners=False)
             torch.manual_seed(seed)
-            y = model.stylize(x.to(dev), st, alpha=alpha, preserve_color=preserve_color)
+            with opts.context() if opts else contextlib.nullcontext():
+                y = model.stylize(opts.input(x.to(dev)) if opts else x.to(dev), st, alpha=alpha, preserve_color=preserve_color).float()
             y = to_grid(adjust_contrast(y.clamp(0, 1).cpu(), contrast), quantize)
             out = cv2.cvtColor(np.asarray(to_pil(y)), cv2.COLOR_RGB2BGR)
             if writer is None:
@@ -543,7 +535,10 @@ def run_stylize(a) -> int:
     say = lambda m: print(m, file=sys.stderr)
     model = load_model(a.checkpoint, a.profile, resolve_device(a.device), log=say, debug=say if a.debug else lambda m: None)
     conv = resolve_conventions(model, a.template, a.contrast, a.style_prep, a.quantize)
-    a.post = dict(template=conv['template'], contrast=conv['contrast'], quantize=conv['quantize'])
+    from clast.inference import auto_opts, prepare
+    opts = auto_opts(next(model.parameters()).device, bf16=a.bf16)   # the benchmark's candidate for this device (clast.inference)
+    prepare(model, opts)
+    a.post = dict(template=conv['template'], contrast=conv['contrast'], quantize=conv['quantize'], opts=opts)
     style, slug = build_style(a.style, a.style_image, a.mix, template=conv['template'], clip=getattr(model, 'clip', None),
                               warn=say, style_prep=conv['style_prep'], random_crop=a.style_crop == 'random', seed=a.seed)
     taken, done, failed = set(), 0, len(errors)
@@ -662,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--overwrite', action='store_true', help='replace existing outputs of the same name (default: add -1, -2, ...); inputs are never replaced')
     s.add_argument('--max-frames', type=int, default=None, metavar='N', help='videos: stylize only the first N frames')
     s.add_argument('--threads', type=int, default=None, metavar='N', help='CPU threads for torch (default: torch\'s choice)')
+    s.add_argument('--bf16', action='store_true', help='bfloat16 autocast where the CPU/GPU computes it natively (faster there, ~36 dB from float32; ignored elsewhere). '
+                                                     'Without it: float32, channels-last on CPU (clast.inference.auto_opts)')
     s.set_defaults(func=run_stylize)
 
     t = sub.add_parser('train', parents=[common], help='train the model (stage 1 reconstruction, stage 2 stylization)',

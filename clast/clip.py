@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_clip.ipynb #45e22db4
 from __future__ import annotations
-import hashlib, json, math, os, shutil, socket, time, warnings
+import json, math, os, time, warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +14,7 @@ import open_clip
 from open_clip import factory as _oc_factory
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from .config import Config, ClipCfg, anchor
+from .infra import atomic_folder, cache_key, online, sha256_file
 
 # %% auto #0
 __all__ = ['SOURCE_TEXT', 'PAINTING_TEMPLATES', 'PHOTO_TEXTS', 'MINI_NAMES', 'MINI_CODE_VERSION', 'prompt', 'mini_model_config',
@@ -21,7 +22,7 @@ __all__ = ['SOURCE_TEXT', 'PAINTING_TEMPLATES', 'PHOTO_TEXTS', 'MINI_NAMES', 'MI
            'HubOfflineError', 'check_pretrained_available', 'load_clip', 'clip_from_spec', 'embed_images', 'zero_shot',
            'sample_groups', 'train_mini_clip', 'mini_clip_dir', 'save_mini_clip', 'build_mini_clip', 'weights_path',
            'clip_from_config', 'zero_shot_eval', 'judge_top1', 'mini_clip_meta', 'plot_correlation',
-           'plot_accuracy_bars']
+           'plot_accuracy_bars', 'clip_view', 'zero_shot_eval_source', 'optional_clip']
 
 # %% ../nbs/04_clip.ipynb #6ceb9d5a
 SOURCE_TEXT = 'Photo'                        # source text of the directional CLIP loss (the authors' choice)
@@ -86,7 +87,7 @@ def get_tokenizer(name: str,                  # open_clip model name
         p = Path(tokenizer).expanduser()
         if not p.exists(): raise TokenizerError(f"{name}: tokenizer {p} not found; {how}")
         src = str(p if p.is_dir() else p.parent)
-    elif not _hf_cached(hf) and not _online('huggingface.co'):
+    elif not _hf_cached(hf) and not online('huggingface.co', 2.5):
         raise TokenizerError(f"{name}: its tokenizer ({hf}) is not in the Hugging Face cache and there is no network; {how}")
     from open_clip.tokenizer import HFTokenizer
     try:
@@ -220,13 +221,6 @@ def _in_hub_cache(repo: str, fname: str) -> bool:
         return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
     except Exception: return False
 
-def _online(host: str, timeout: float = 2.5) -> bool:
-    "Can we open a TCP connection to `host`:443 within `timeout` seconds?"
-    if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes', 'on'): return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout): return True
-    except OSError: return False
-
 def check_pretrained_available(name: str, pretrained: str, timeout: float = 2.5):
     "Raise `HubOfflineError` (one line, in seconds) if the tag `pretrained` of `name` needs a download that cannot happen."
     from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
@@ -236,7 +230,7 @@ def check_pretrained_available(name: str, pretrained: str, timeout: float = 2.5)
                          f"(tags: {', '.join(list_pretrained_tags_by_model(name.replace('/', '-'))) or 'none'}) nor an existing file")
     host, repo, fname = _hub_file(pcfg)
     if host == 'huggingface.co' and _in_hub_cache(repo, fname): return
-    if _online(host, timeout): return
+    if online(host, timeout): return
     where = f"https://huggingface.co/{repo}/blob/main/{fname}" if host == 'huggingface.co' else repo
     raise HubOfflineError(f"load_clip: no network to download {name}/{pretrained} weights; download {where} elsewhere "
                           f"and pass the file: load_clip({name!r}, pretrained='/path/to/{fname}')")
@@ -370,11 +364,7 @@ def train_mini_clip(world,                    # the world (`clast.toyworld.build
                        first_loss=losses[0] if losses else None, final_loss=float(np.mean(losses[-10:])) if losses else None)
 
 # %% ../nbs/04_clip.ipynb #a0104090
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
+_sha256 = sha256_file   # the name clast.model imports; drop it when 08_model imports clast.infra.sha256_file
 
 def mini_clip_dir(cfg: Config, which: str = 'clip') -> Path:
     "Cache folder of the mini model: `cfg.data_dir/models/mini_clip` or `.../mini_siglip`."
@@ -385,9 +375,6 @@ def _mini_inputs(cfg: Config, which: str, world) -> dict:
     return dict(code=MINI_CODE_VERSION, section=asdict(ccfg), world=world_hash(world), seed=cfg.seed,
                 model_cfg=mini_model_config(ccfg))
 
-def _mini_key(inputs: dict) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 def save_mini_clip(model: nn.Module, ccfg: ClipCfg, out_dir, meta: dict) -> Path:
     "Write weights (safetensors), open_clip_config.json and meta.json (with sha256) into `out_dir`."
     from safetensors.torch import save_file
@@ -396,13 +383,13 @@ def save_mini_clip(model: nn.Module, ccfg: ClipCfg, out_dir, meta: dict) -> Path
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(w))
     pc = dict(size=ccfg.image_size, mean=list(OPENAI_DATASET_MEAN), std=list(OPENAI_DATASET_STD), interpolation='bicubic', resize_mode='shortest')
     (out/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=mini_model_config(ccfg), preprocess_cfg=pc), indent=1))
-    (out/'meta.json').write_text(json.dumps({**meta, 'sha256': _sha256(w)}, indent=1, default=str))
+    (out/'meta.json').write_text(json.dumps({**meta, 'sha256': sha256_file(w)}, indent=1, default=str))
     return w
 
 def _valid_cache(d: Path, key: str) -> bool:
     try:
         meta = json.loads((d/'meta.json').read_text())
-        return meta.get('key') == key and meta.get('sha256') == _sha256(d/'open_clip_model.safetensors')
+        return meta.get('key') == key and meta.get('sha256') == sha256_file(d/'open_clip_model.safetensors')
     except (OSError, ValueError): return False
 
 def build_mini_clip(cfg: Config,              # the configuration (profile, seed, `cfg.clip` / `cfg.siglip`)
@@ -416,16 +403,12 @@ def build_mini_clip(cfg: Config,              # the configuration (profile, seed
         from clast.toyworld import build_world
         world = build_world(cfg)
     ccfg = cfg.clip if which == 'clip' else cfg.siglip
-    inputs = _mini_inputs(cfg, which, world); key = _mini_key(inputs)
+    inputs = _mini_inputs(cfg, which, world); key = cache_key(inputs)
     d = mini_clip_dir(cfg, which); d.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(d) + '.lock'):
         if _valid_cache(d, key): return d/'open_clip_model.safetensors'
-        tmp = d.with_name(f'.{d.name}.tmp{os.getpid()}'); shutil.rmtree(tmp, ignore_errors=True)
         model, stats = train_mini_clip(world, ccfg, seed=cfg.seed, name=ccfg.model, log=log)
-        save_mini_clip(model, ccfg, tmp, dict(key=key, inputs=inputs, name=ccfg.model, kind=which, **stats))
-        if d.exists():
-            old = d.with_name(f'.{d.name}.old{os.getpid()}'); os.replace(d, old); shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, d)
+        with atomic_folder(d) as tmp: save_mini_clip(model, ccfg, tmp, dict(key=key, inputs=inputs, name=ccfg.model, kind=which, **stats))
         if log: log(f"[{ccfg.model}] trained in {stats['seconds']} s → {d}")
     return d/'open_clip_model.safetensors'
 
@@ -537,3 +520,85 @@ def plot_accuracy_bars(scores: dict,          # {model label: {metric name: accu
     ax.set_xticks(range(len(scores))); ax.set_xticklabels(list(scores)); ax.set_ylim(0, 1.3); ax.set_ylabel('accuracy')
     ax.legend(fontsize=7, loc='upper center', ncol=len(metrics) + 1); fig.tight_layout(); fig.subplots_adjust(bottom=0.25)
     return fig
+
+# %% ../nbs/04_clip.ipynb #5a1e0c02
+def clip_view(x: torch.Tensor,                 # (3,H,W) float image in [0,1]
+              size: int,                       # the encoder's input side (`ClipEncoder.image_size`)
+              resize_mode: str = 'shortest',   # `ClipEncoder.resize_mode`: 'shortest' (resize + centre crop) or 'squash'
+              interpolation: str = 'bicubic',  # `ClipEncoder.interpolation`
+             ) -> torch.Tensor:
+    "(3,size,size): `x` resized and cropped as `ClipEncoder.preprocess` does before normalising (so a batch of views encodes as the images one by one)."
+    x = x.float()[None]; h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        if resize_mode == 'squash': sz = (size, size)
+        else: sz = (size, max(size, round(w * size / h))) if h <= w else (max(size, round(h * size / w)), size)
+        x = F.interpolate(x, size=sz, mode=interpolation, align_corners=False, antialias=True)
+        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        x = x[..., top:top + size, left:left + size]
+    return x[0]
+
+class _Views(torch.utils.data.Dataset):
+    "Images `load(key)` as `clip_view`s: decoded and resized in DataLoader workers."
+    def __init__(self, load, keys, size, mode, interp): self.load, self.keys, self.args = load, list(keys), (size, mode, interp)
+    def __len__(self): return len(self.keys)
+    def __getitem__(self, i): return clip_view(self.load(self.keys[i]), *self.args)
+
+@torch.no_grad()
+def _embed_views(encoder: ClipEncoder, load, keys, batch_size: int, num_workers: int, desc: str) -> torch.Tensor:
+    from tqdm.auto import tqdm
+    if not keys: return torch.zeros(0, encoder.embed_dim)
+    dl = torch.utils.data.DataLoader(_Views(load, keys, encoder.image_size, encoder.resize_mode, encoder.interpolation),
+                                     batch_size=batch_size, num_workers=num_workers)
+    return torch.cat([encoder.encode_image(b).float().cpu() for b in tqdm(dl, desc=desc, mininterval=2, disable=None, leave=False)])
+
+@torch.no_grad()
+def zero_shot_eval_source(encoder: ClipEncoder,            # the encoder
+                          source,                          # a `clast.sources.DataSource` (its held-out split is read)
+                          artists: list = None,            # indices of the evaluated artists (`sources.judge_artists`); None: all
+                          template: str = 'a painting by {}',  # prompt template
+                          source_text: str = SOURCE_TEXT,  # the photo text
+                          n_photos: int = None,            # held-out photos read (the first `n_photos`); None: all
+                          batch_size: int = 32,            # images per forward pass
+                          num_workers: int = 0,            # DataLoader workers decoding images
+                         ) -> dict:
+    "`zero_shot_eval` on a data source: artist top-1 of the prompts alone on the held-out paintings of `artists`, painting-vs-photo accuracy with the held-out photos."
+    arts = list(range(len(source.artists))) if artists is None else [int(a) for a in artists]
+    names, remap = [source.artists[a] for a in arts], {a: i for i, a in enumerate(arts)}
+    items = sorted(((k, remap[l]) for k, l in source.paintings('test') if l in remap), key=lambda t: t[1])   # grouped by artist
+    if not items: raise ValueError(f"zero_shot_eval_source: no held-out painting of the artists {names}")
+    labels = torch.tensor([l for _, l in items])
+    photos = list(source.photos('test'))[:n_photos] if n_photos is not None else list(source.photos('test'))
+    img = _embed_views(encoder, source.load_painting, [k for k, _ in items], batch_size, num_workers, 'held-out paintings')
+    pho = _embed_views(encoder, source.load_photo, photos, batch_size, num_workers, 'held-out photos')
+    txt = encoder.encode_text([source_text] + [prompt(a, template) for a in names]).float().cpu()
+    probs = (encoder.logit_scale * img @ txt[1:].T).softmax(-1)
+    pred = probs.argmax(-1)
+    is_photo_paint = (img @ txt.T).argmax(-1) == 0
+    is_photo_photo = (pho @ txt.T).argmax(-1) == 0
+    per_artist = {a: float((pred[labels == k] == k).double().mean()) for k, a in enumerate(names) if (labels == k).any()}
+    n = len(items) + len(photos)
+    return dict(top1=float((pred == labels).double().mean()), probs=probs, labels=labels, artists=names, artist_indices=arts,
+                per_artist=per_artist, mean_per_artist=float(np.mean(list(per_artist.values()))),
+                photo_vs_painting_acc=float(((~is_photo_paint).sum() + is_photo_photo.sum()).item() / max(1, n)),
+                photo_recall=float(is_photo_photo.double().mean()) if photos else float('nan'),
+                n_test_paintings=len(items), n_test_paintings_per_artist=torch.bincount(labels, minlength=len(arts)).tolist(),
+                n_test_photos=len(photos), n_test_photo_views=len(photos))
+
+# %% ../nbs/04_clip.ipynb #5a1e0c05
+def optional_clip(cfg: Config,                 # the configuration
+                  which: str = 'siglip',       # the section: 'siglip' (Fig. 2's second model) or 'clip'
+                  device='cpu',                # torch device
+                  world=None,                  # the world, for a mini model
+                 ) -> tuple:
+    "(encoder, None), or (None, a one-line reason saying what to supply) when the real weights or tokenizer of `cfg.<which>` are missing here."
+    ccfg = getattr(cfg, which)
+    if ccfg.model.startswith('clast-mini') and not ccfg.pretrained: return clip_from_config(cfg, which, device=device, world=world), None
+    hf = hf_tokenizer_name(ccfg.model)
+    need = (f"supply {which}.pretrained=FILE (open_clip {ccfg.model} weights, .bin or .safetensors)"
+            + (f" and paths.tokenizer=FOLDER (the {hf} tokenizer files; pip install 'clast[siglip]')" if hf else ''))
+    if not ccfg.pretrained: return None, f"n/a: {which}.pretrained is empty (random {ccfg.model} weights would be measured); {need}"
+    try: return clip_from_config(cfg, which, device=device), None
+    except (HubOfflineError, TokenizerError, FileNotFoundError) as e:
+        msg = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        msg = msg.removeprefix('load_clip: ').split(' elsewhere and pass the file')[0]   # the config key, not load_clip's argument, is what to pass
+        return None, f"n/a: {which} {ccfg.model} ({ccfg.pretrained}) is not available here: {msg}; {need}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, json, os, subprocess, time, platform, typing
 from dataclasses import dataclass, field, asdict, fields, is_dataclass
 from pathlib import Path
+from .infra import atomic_write
 
 # %% auto #0
 __all__ = ['PROFILES', 'Paths', 'WorldCfg', 'ClipCfg', 'VggCfg', 'ModelCfg', 'LossCfg', 'StageCfg', 'TrainCfg', 'EvalCfg',
@@ -312,9 +313,7 @@ def _from_dict(cls, d: dict):
 
 def save_config(cfg: Config, path) -> Path:
     "Write `cfg` as JSON to `path` (atomically)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + '.tmp'); tmp.write_text(cfg.to_json()); os.replace(tmp, path)
-    return path
+    return atomic_write(path, cfg.to_json())
 
 def load_config(path) -> Config:
     "Read a config written by `save_config`."
@@ -345,18 +344,12 @@ def caption(cfg: Config, text: str = '') -> str:
     return f"{text}\n{world}profile={s['profile']} seed={s['seed']} commit={s['commit']}".strip()
 
 # %% ../nbs/00_config.ipynb #5dbd577c
-def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(data); os.replace(tmp, path)
-
 def save_json(obj, path, cfg: Config, **extra) -> Path:
     "Write `obj` to `path` as JSON with a `_meta` provenance stamp (a dict gets the key, a list is wrapped)."
     path = Path(path)
     meta = stamp(cfg, **extra)
     doc = {**obj, '_meta': meta} if isinstance(obj, dict) else {'rows': obj, '_meta': meta}
-    _atomic_write(path, (json.dumps(doc, indent=1, default=str) + '\n').encode())
-    return path
+    return atomic_write(path, json.dumps(doc, indent=1, default=str) + '\n')
 
 def markdown_table(rows: list, columns=None, floatfmt: str = '.3f') -> str:
     "Render a list of dicts as a Markdown table."
@@ -371,7 +364,7 @@ def save_table(rows: list, path, cfg: Config, title: str = '', columns=None, not
     path = Path(path).with_suffix('')
     md = (f"### {title}\n\n" if title else '') + markdown_table(rows, columns) + '\n\n'
     md += (note + '\n\n' if note else '') + f"_{caption(cfg)}_\n"
-    _atomic_write(path.with_suffix('.md'), md.encode())
+    atomic_write(path.with_suffix('.md'), md)
     obj = {r[key]: {k: v for k, v in r.items() if k != key} for r in rows} if key else rows
     save_json(obj, path.with_suffix('.json'), cfg, **extra)
     return path.with_suffix('.md')
@@ -397,5 +390,4 @@ def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110, **extra)
     buf = io.BytesIO()
     meta = {k: str(v) for k, v in stamp(cfg, **extra).items()}
     fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': full, **meta})
-    _atomic_write(path, buf.getvalue())
-    return path
+    return atomic_write(path, buf.getvalue())

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from .infra import atomic_write, online, usual_mode   # usual_mode: re-exported here, clast.cli imports it from clast.data
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'usual_mode',
-           'save_image', 'train_transform', 'eval_transform', 'ImageFolderSet', 'PhotoFolder', 'artist_batch',
-           'hub_reachable', 'require_hub', 'read_artist_list', 'slug', 'artist_matches', 'export_imagefolder',
-           'parquet_shards', 'wikiart_records', 'coco_records']
+__all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'save_image',
+           'train_transform', 'eval_transform', 'ImageFolderSet', 'PhotoFolder', 'artist_batch', 'require_hub',
+           'read_artist_list', 'slug', 'artist_matches', 'export_imagefolder', 'parquet_shards', 'wikiart_records',
+           'coco_records']
 
 # %% ../nbs/02_data.ipynb #4478b8c6
 def seed_everything(seed: int = 0):
@@ -90,12 +91,6 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     a = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(a)
 
-def usual_mode(path) -> Path:
-    "Give `path` the permissions a plain `open()`/`mkdir()` would (0666/0777 less the umask): `tempfile` creates 0600 files and 0700 folders."
-    um = os.umask(0); os.umask(um)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~um)
-    return Path(path)
-
 def save_image(x: torch.Tensor, path, protect=()) -> Path:
     "Write `x` ((3,H,W) in [0,1]) to `path` (format from the suffix) via a temporary file and a rename; never over a path in `protect`."
     path = Path(path)
@@ -104,15 +99,7 @@ def save_image(x: torch.Tensor, path, protect=()) -> Path:
     fmt = {'.jpg': 'JPEG', '.jpeg': 'JPEG', '.png': 'PNG', '.webp': 'WEBP', '.bmp': 'BMP', '.tif': 'TIFF', '.tiff': 'TIFF'}.get(path.suffix.lower())
     if fmt is None: raise ImageError(f"{path}: unknown image suffix; use .png or .jpg")
     buf = io.BytesIO(); to_pil(x).save(buf, format=fmt, **({'quality': 95} if fmt == 'JPEG' else {}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(buf.getvalue())
-        usual_mode(tmp); os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, buf.getvalue())
 
 # %% ../nbs/02_data.ipynb #2b67fe60
 import torchvision.transforms.v2 as T
@@ -168,17 +155,10 @@ def artist_batch(labels, n: int, gen: torch.Generator = None) -> list:
     return out
 
 # %% ../nbs/02_data.ipynb #12bd77c8
-def hub_reachable(host: str = 'huggingface.co', timeout: float = 3.0) -> bool:
-    "True if the hub answers within `timeout` seconds and HF_HUB_OFFLINE is not set."
-    import socket
-    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'): return False
-    try: socket.create_connection((host, 443), timeout=timeout).close(); return True
-    except OSError: return False
-
 def require_hub(what: str, manual: str):
-    "Raise a one-line error saying how to get `what` by hand when the hub cannot be reached."
-    if not hub_reachable():
-        raise RuntimeError(f"{what}: the Hugging Face hub is unreachable (or HF_HUB_OFFLINE=1); {manual}")
+    "Raise a one-line error saying how to get `what` by hand when the hub cannot be reached (`clast.infra.online`)."
+    if not online('huggingface.co'):
+        raise RuntimeError(f"{what}: the Hugging Face hub is unreachable (or CLAST_OFFLINE/HF_HUB_OFFLINE is set); {manual}")
 
 def read_artist_list(path) -> list:
     "An artist-name list (one per line; CRLF and blank lines tolerated, mojibake kept as is)."

@@ -4,11 +4,12 @@
 
 # %% ../nbs/09_losses.ipynb #2de02bbe
 from __future__ import annotations
-import os, socket, warnings
+import warnings
 from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .infra import online
 
 # %% auto #0
 __all__ = ['CONTENT_LAYERS', 'STYLE_LAYERS', 'TERMS', 'ABLATIONS', 'directional_clip_loss', 'supcon_loss', 'ProjectionHead',
@@ -106,12 +107,6 @@ def style_loss(f_out: dict, f_ref: dict, layers=STYLE_LAYERS) -> torch.Tensor:
 _TV_URLS = {'vgg': 'https://download.pytorch.org/models/vgg16-397923af.pth',
             'alex': 'https://download.pytorch.org/models/alexnet-owt-7be5be79.pth'}
 
-def _online(host: str = 'download.pytorch.org', timeout: float = 3.0) -> bool:
-    if any(os.environ.get(k, '') not in ('', '0') for k in ('HF_HUB_OFFLINE', 'CLAST_OFFLINE')): return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout): return True
-    except OSError: return False
-
 class LPIPSLoss(nn.Module):
     "LPIPS distance between image batches in [0, 1], frozen; mean over the batch."
     def __init__(self, net: str = 'vgg',        # 'vgg' (paper) | 'alex' (cheap)
@@ -122,7 +117,7 @@ class LPIPSLoss(nn.Module):
         if pretrained_backbone:
             url = _TV_URLS[net]
             cached = Path(torch.hub.get_dir())/'checkpoints'/url.rsplit('/', 1)[1]
-            if not cached.exists() and not _online():
+            if not cached.exists() and not online('download.pytorch.org'):
                 raise FileNotFoundError(f"LPIPS-{net} needs torchvision's ImageNet weights: download {url} and put it at {cached} (offline, no download attempted)")
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter('ignore', UserWarning)   # torchvision's 'pretrained' deprecation inside lpips

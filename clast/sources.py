@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import Config, StageCfg, anchor
+from .infra import cache_key, sha256_file
 from .data import load_image, slug, read_artist_list, artist_matches, ImageError
 from .toyworld import build_world, world_artists_for, cached_weights, judge_from_config as world_judge
 
@@ -72,7 +73,7 @@ def world_hash(world) -> str:
     "Hash of the world's manifest (or of its metadata when there is no manifest): changes when the world changes."
     root = _world_root(world)
     for n in ('manifest.json', 'metadata.jsonl', 'metadata.csv'):
-        if (root/n).is_file(): return hashlib.sha256((root/n).read_bytes()).hexdigest()[:16]
+        if (root/n).is_file(): return sha256_file(root/n)[:16]
     raise FileNotFoundError(f"world at {root} has no manifest.json")
 
 # %% ../nbs/03a_sources.ipynb #a2aa89a4
@@ -209,7 +210,7 @@ class DataSource:
         "Hash of the split (keys and labels): caches and runs that read the source key on it."
         d = {'artists': self.artists, 'paintings': {sp: [[str(k), l] for k, l in self.paintings(sp)] for sp in ('train', 'test')},
              'photos': {sp: [str(k) for k in self.photos(sp)] for sp in ('train', 'test')}}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return cache_key(d, default=None)
 
 # %% ../nbs/03a_sources.ipynb #2bf02a65
 class WorldSource(DataSource):
@@ -511,8 +512,8 @@ def real_judge(cfg: Config, source: DataSource = None, log=print) -> RealJudge:
     "The real-data judge of `cfg` (trained once, cached by the split's fingerprint and the recipe); `.accuracy` = held-out top-1."
     source = source or source_from_config(cfg)
     d = cfg.data
-    key = hashlib.sha256(json.dumps(dict(src=source.fingerprint(), arts=judge_artists(cfg, source), steps=d.judge_steps, batch=d.judge_batch,
-                                         size=d.judge_size, lr=d.judge_lr, seed=cfg.seed, v=JUDGE_VERSION), sort_keys=True).encode()).hexdigest()[:16]
+    key = cache_key(dict(src=source.fingerprint(), arts=judge_artists(cfg, source), steps=d.judge_steps, batch=d.judge_batch,
+                         size=d.judge_size, lr=d.judge_lr, seed=cfg.seed, v=JUDGE_VERSION), default=None)
     def train():
         with torch.random.fork_rng():
             j, meta = train_real_judge(cfg, source, log)

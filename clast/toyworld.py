@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_toyworld.ipynb #a36a92ce
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile, time
+import hashlib, json, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -13,7 +13,7 @@ from PIL import Image
 from filelock import FileLock
 from scipy import ndimage as ndi
 from .config import Config, get_config
-from .data import usual_mode
+from .infra import atomic_folder, cache_key, sha256_file, short_hash
 
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
@@ -236,7 +236,7 @@ def world_key(cfg: Config) -> str:
     "Hash of everything the world's files depend on (generator version, seed, `cfg.world`, artists): what caches and training runs downstream must key on."
     d = dict(version=WORLD_VERSION, seed=cfg.seed, world=asdict(cfg.world), artists=[asdict(a) for a in world_artists_for(cfg)])
     d['world'].pop('judge_steps', None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    return cache_key(d, default=list)
 
 def _save_png(a: np.ndarray, p: Path): Image.fromarray(a).save(p, format='PNG', optimize=False)
 
@@ -279,13 +279,7 @@ def build_world(cfg: Config, root=None, log=None) -> World:
     with FileLock(str(root) + '.lock'):
         if ok(): return world
         t0 = time.time()
-        tmp = Path(tempfile.mkdtemp(prefix='.world-', dir=root.parent))
-        try:
-            _write_world(cfg, tmp, key); usual_mode(tmp)   # mkdtemp makes 0700
-            if root.exists(): shutil.rmtree(root)
-            os.replace(tmp, root)
-        finally:
-            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(root) as tmp: _write_world(cfg, tmp, key)
         (log or print)(f"[world] built {cfg.profile} world in {time.time() - t0:.1f} s at {root}")
     return world
 
@@ -364,7 +358,7 @@ def cached_weights(d: Path,        # cache folder; holds `{name}.safetensors` an
     def load():
         meta = json.loads((d/j).read_text())
         if meta['key'] != key: raise ValueError('stale')
-        if hashlib.sha256((d/w).read_bytes()).hexdigest() != meta['sha256']: raise ValueError('corrupt')
+        if sha256_file(d/w) != meta['sha256']: raise ValueError('corrupt')
         return load_file(d/w), meta
     try: return load()
     except (OSError, ValueError, KeyError): pass
@@ -373,15 +367,10 @@ def cached_weights(d: Path,        # cache folder; holds `{name}.safetensors` an
         try: return load()
         except (OSError, ValueError, KeyError): pass
         sd, meta = train()
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{d.name}-', dir=d.parent))
-        try:
+        with atomic_folder(d) as tmp:
             save_file({k: v.detach().contiguous() for k, v in sd.items()}, tmp/w)
-            meta = dict(key=key, **meta, sha256=hashlib.sha256((tmp/w).read_bytes()).hexdigest())
+            meta = dict(key=key, **meta, sha256=sha256_file(tmp/w))
             (tmp/j).write_text(json.dumps(meta, indent=1, default=str))
-            if d.exists(): shutil.rmtree(d)
-            usual_mode(tmp); os.replace(tmp, d)
-        finally:
-            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
         return load()
 
 # %% ../nbs/03_toyworld.ipynb #be96b3df
@@ -390,7 +379,7 @@ def judge_dir(cfg: Config) -> Path: return cfg.data_dir/'models'/'judge'
 def judge_from_config(cfg: Config, log=None) -> ArtistJudge:
     "The world's trained judge (trained and cached on first use)."
     world = build_world(cfg, log=log)
-    key = hashlib.sha256(f"{world.key}-{cfg.world.judge_steps}-{cfg.seed}-v3".encode()).hexdigest()[:16]   # v3: resampling augmentation
+    key = short_hash(f"{world.key}-{cfg.world.judge_steps}-{cfg.seed}-v3")   # v3: resampling augmentation
     def train():
         t0 = time.time()
         with torch.random.fork_rng():

@@ -14,6 +14,7 @@ from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, stamp
+from .infra import atomic_folder, atomic_write, cache_key, sha256_file
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
 from .clip import world_artists, world_paintings, world_photos
@@ -23,10 +24,10 @@ from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
 # %% auto #0
-__all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'sha256_file', 'trainable_state', 'save_checkpoint', 'latest_checkpoint',
-           'checkpoint_meta', 'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog',
-           'read_log', 'loss_vgg', 'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict',
-           'resume_point', 'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim',
+__all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'checkpoint_meta',
+           'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
+           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point',
+           'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim',
            'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses',
            'plot_stylized']
 
@@ -45,13 +46,6 @@ def seeded(seed: int):
     finally: torch.set_rng_state(st[0]); np.random.set_state(st[1]); random.setstate(st[2])
 
 # %% ../nbs/10_train.ipynb #bc3d4f27
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    "Hex sha256 of a file."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
-    return h.hexdigest()
-
 def _rng_state() -> dict:
     "RNG states as plain tensors/tuples (loadable with `torch.load(weights_only=True)`)."
     name, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -77,15 +71,12 @@ def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None,
     "Write `ckpt_root/step_NNNNNN/` atomically (temp folder + rename); keep the `keep` newest (0: keep all)."
     root = Path(ckpt_root); root.mkdir(parents=True, exist_ok=True)
     final = root/f'step_{step:06d}'
-    tmp = root/f'.tmp_step_{step:06d}_{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    save_file(trainable_state(modules), str(tmp/'weights.safetensors'))
-    torch.save({'step': step, 'optimizer': optimizer.state_dict(), 'rng': _rng_state(),
-                'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
-    (tmp/'meta.json').write_text(json.dumps({'step': step, 'time': time.time(), 'weights_sha256': sha256_file(tmp/'weights.safetensors'),
-                                             **(meta or {})}))
-    if final.exists(): shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_folder(final) as tmp:
+        save_file(trainable_state(modules), str(tmp/'weights.safetensors'))
+        torch.save({'step': step, 'optimizer': optimizer.state_dict(), 'rng': _rng_state(),
+                    'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.pt')
+        (tmp/'meta.json').write_text(json.dumps({'step': step, 'time': time.time(), 'weights_sha256': sha256_file(tmp/'weights.safetensors'),
+                                                 **(meta or {})}))
     if keep > 0:
         for old in sorted(root.glob('step_*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
@@ -178,7 +169,7 @@ class JsonlLog:
     def truncate(self, step: int):
         if not self.enabled or not self.path.exists(): return
         keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step]
-        tmp = self.path.with_suffix('.tmp'); tmp.write_text(''.join(l + '\n' for l in keep)); os.replace(tmp, self.path)
+        atomic_write(self.path, ''.join(l + '\n' for l in keep))
 
 def read_log(path) -> list:
     "The records of a JSONL training log."
@@ -254,7 +245,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
         *outer, last = path; node = keep
         for p in outer: node = node.get(p, {})
         if last in node and node[last] == default: node.pop(last)
-    return hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
+    return cache_key(keep, extra=extra)
 
 def _finished(run: Path, fp: str) -> bool:
     try: info = json.loads((run/'run.json').read_text())
@@ -350,7 +341,7 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
         info = {'stage': stage, 'complete': True, 'fingerprint': fp, 'iters': sc.iters, 'seconds_this_call': round(time.time() - t0, 1),
                 'resumed_from': start, 'world_size': ws, **({'resumed_world_size': ck_ws} if ck_ws not in (None, ws) else {}),
                 'last': {k: float(v) for k, v in terms.items()}, 'model_sha256': sha256_file(out), **meta, 'stamp': stamp(cfg)}
-        tmp = run/'run.json.tmp'; tmp.write_text(json.dumps(info, indent=1, default=str)); os.replace(tmp, run/'run.json')
+        atomic_write(run/'run.json', json.dumps(info, indent=1, default=str))
     _barrier(ws)   # no rank goes on (to stage 2, say) before rank 0 has written the model
     return out
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_vgg.ipynb #e06507ca
 from __future__ import annotations
-import hashlib, json, math, time
+import math, time
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import train_transform
 from .config import anchor
+from .infra import cache_key, online
 from .toyworld import build_world, cached_weights
 from .clip import world_photos, world_paintings
 
@@ -80,14 +81,11 @@ def load_vgg_normalised(enc: VGGEncoder, path) -> VGGEncoder:
 
 def load_torchvision_vgg19(enc: VGGEncoder) -> VGGEncoder:
     "torchvision's IMAGENET1K_V1 VGG-19 weights in our layout (1×1 colour conv = identity); fails fast offline."
-    import torchvision, os
+    import torchvision
     w = torchvision.models.VGG19_Weights.IMAGENET1K_V1
     cache = Path(torch.hub.get_dir())/'checkpoints'/Path(w.url).name
-    if not cache.exists():
-        import socket
-        try: socket.create_connection(('download.pytorch.org', 443), timeout=3).close()
-        except OSError:
-            raise RuntimeError(f"torchvision VGG-19 weights are not cached and the network is unreachable: download {w.url} to {cache}") from None
+    if not cache.exists() and not online('download.pytorch.org'):
+        raise RuntimeError(f"torchvision VGG-19 weights are not cached and there is no network (or CLAST_OFFLINE/HF_HUB_OFFLINE is set): download {w.url} to {cache}")
     tv = torchvision.models.vgg19(weights=w).features
     tv_convs = [m for m in tv if isinstance(m, nn.Conv2d)]
     ours = [i for i in conv_indices() if i > 0]
@@ -184,7 +182,7 @@ WORLD_VGG_VERSION = 1   # the recipe of `train_vgg_autoencoder`: bump it when th
 def world_vgg(cfg, log=None) -> VGGEncoder:
     "A VGG trained in the miniature world (`train_vgg_autoencoder` on its training photos and paintings), trained once and cached."
     world = build_world(cfg, log=log)
-    key = hashlib.sha256(json.dumps(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=WORLD_VGG_VERSION), sort_keys=True).encode()).hexdigest()[:16]
+    key = cache_key(dict(world=world.key, vgg=asdict(cfg.vgg), seed=cfg.seed, v=WORLD_VGG_VERSION), default=None)
     enc = seeded_init(VGGEncoder(cfg.vgg.width, cfg.vgg.normalisation), 0)
     def train():
         pool = torch.stack(world_photos(world, 'train') + world_paintings(world, 'train')[0])

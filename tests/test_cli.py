@@ -136,14 +136,25 @@ def _huge_png(path, w=20000, h=20000):
     data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])) & 0xffffffff)
     path.write_bytes(bytes(data)); return path
 
-def test_huge_image_refused_before_decoding(tmp_path, capsys, ckpt):
-    src = _huge_png(tmp_path/'huge.png')
-    assert Image.open(src).size == (20000, 20000) if Image.MAX_IMAGE_PIXELS is None else True
-    code, out, err = cli(capsys, ckpt, [src, rgb(tmp_path/'ok.png')], tmp_path/'out')
+@pytest.mark.parametrize('w,h,limit', [(20000, 20000, None),        # over PIL's own decompression-bomb limit too
+                                         (4000, 3000, 10_000_000)])   # under PIL's limit: only clast's --max-pixels refuses it
+def test_huge_image_refused_before_decoding(tmp_path, capsys, ckpt, monkeypatch, w, h, limit):
+    "Refused from the header alone, with clast's one line (its size and --max-pixels), never decoded; the batch goes on."
+    from PIL import ImageFile
+    src = _huge_png(tmp_path/'huge.png', w, h)
+    with monkeypatch.context() as m:
+        m.setattr(Image, 'MAX_IMAGE_PIXELS', None)
+        with Image.open(src) as im: assert im.size == (w, h)              # the header says w×h (the file holds one pixel)
+    assert (w * h > Image.MAX_IMAGE_PIXELS) == (limit is None)            # PIL alone refuses only the first one
+    decoded, load = [], ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, 'load', lambda im: (decoded.append(im.size), load(im))[1])
+    extra = ('--max-pixels', str(limit)) if limit else ()
+    code, out, err = cli(capsys, ckpt, [src, rgb(tmp_path/'ok.png')], tmp_path/'out', *extra)
     assert code == 2
     lines = error_lines(err)
-    assert len(lines) == 1 and 'huge.png' in lines[0] and '20000x20000' in lines[0] and '--max-pixels' in lines[0]
+    assert len(lines) == 1 and 'huge.png' in lines[0] and f'{w}x{h}' in lines[0] and '--max-pixels' in lines[0], err
     assert (tmp_path/'out'/f'ok_{SLUG}.png').exists()
+    assert (48, 40) in decoded and (w, h) not in decoded                  # the good image was decoded, the huge one never
 
 
 # ---------------------------------------------------------------- prompts
@@ -172,7 +183,8 @@ def test_long_prompt_works_with_truncation_warning(tmp_path, capsys, ckpt):
 def test_style_image_and_mix(tmp_path, capsys, ckpt):
     painting = rgb(tmp_path/'painting.png', 64, 64, seed=5)
     code, out, err = cli(capsys, ckpt, [rgb(tmp_path/'p.png')], tmp_path/'out', style=('--style-image', str(painting)))
-    assert code == 0, err and (tmp_path/'out'/'p_painting.png').exists()
+    assert code == 0, err
+    assert (tmp_path/'out'/'p_painting.png').exists()
     code, out, err = cli(capsys, ckpt, [tmp_path/'p.png'], tmp_path/'out', '--alpha', '0.5', '--preserve-color',
                          style=('--mix', f'{STYLE}:0.7,Bruno Vasque:0.3'))
     assert code == 0, err

@@ -56,3 +56,15 @@ def test_chain_runs_in_order_and_names_failing_cell(tmp_path, monkeypatch):
     assert (tmp_path/'nbs'/'order.txt').read_text() == '20,smoke;21'
     assert not (tmp_path/'nbs'/'never.txt').exists()
     assert (tmp_path/'runs'/'smoke'/'20_a.ipynb').exists()
+
+def test_infrastructure_written_once():
+    "clast.infra imports nothing from clast, and no other module probes the network or reads the offline variables itself (one rule: `clast.infra.online`)."
+    import re
+    lib = ROOT/'clast'
+    assert not re.search(r'^\s*(from\s+(clast\b|\.)|import\s+clast\b)', (lib/'infra.py').read_text(), re.M)
+    for p in sorted(lib.glob('*.py')):
+        if p.name in ('infra.py', '_modidx.py'): continue
+        src = p.read_text()
+        assert 'create_connection' not in src, f"{p.name}: a network probe of its own; use clast.infra.online"
+        assert not re.search(r"""environ(\.get\(|\[)\s*['"](CLAST_OFFLINE|HF_HUB_OFFLINE)['"]\s*[,)]""", src), f"{p.name}: reads an offline variable itself; use clast.infra.offline"
+        assert not re.search(r'hashlib\.sha256\(json\.dumps\(', src), f"{p.name}: a cache key of its own; use clast.infra.cache_key"

@@ -113,3 +113,28 @@ def test_missing_data_fails_fast(paper_run):
     r, _ = _run(['-m', 'clast.cli', 'train', 'all', '--profile', 'paper', *[o for o in ov if not o.startswith('vgg.weights')],
                  f'vgg.weights={tmp/"nowhere.pth"}'], env)
     assert r.returncode == 2 and 'vgg.weights' in r.stderr and 'SPEC' not in r.stderr, r.stderr
+
+def test_world_fig2_reads_the_heldout_split(paper_run):
+    "20_world (Fig. 2b/2c) under the paper profile: the stand-in WikiArt's held-out paintings of its artists, its held-out photo, the cached judge."
+    tmp, ov, env, _ = paper_run
+    clip = next(o for o in ov if o.startswith('clip.pretrained=')).split('=', 1)[1]
+    judge_file = tmp/'data'/'paper'/'models'/'real_judge'/'judge.json'
+    mtime = judge_file.stat().st_mtime_ns
+    # SigLIP's section read from a stand-in file too (a random ViT-B-16-SigLIP is 800 MB; a missing one is tested in 04_clip)
+    r, secs = _run(['-m', 'clast.chain', '--profile', 'paper', '--only', '^20_world', *ov,
+                    'siglip.model=ViT-B-32-quickgelu', f'siglip.pretrained={clip}'], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    w = json.loads((tmp/'figures'/'paper'/'world.json').read_text())
+    data = json.loads((tmp/'runs'/'paper'/'train'/'stage2'/'run.json').read_text())['data']
+    judge = json.loads(judge_file.read_text())
+    assert w['_meta']['profile'] == 'paper' and w['data']['kind'] == 'real' and 'skipped' not in w
+    assert w['artists'] == NAMES and sorted(w['clip_per_artist']) == NAMES and sorted(w['siglip_per_artist']) == NAMES
+    assert w['n_test_paintings_per_artist'] == data['paintings_test'] and w['n_test_paintings'] == judge['n_heldout'] == sum(data['paintings_test'])
+    assert w['n_test_photos'] == data['photos_test'] == 1
+    assert w['classifier_top1'] == judge['heldout_top1'] and judge_file.stat().st_mtime_ns == mtime   # 22_table1's judge, reused
+    assert w['siglip_missing'] is None and w['siglip_zero_shot_top1'] == w['clip_zero_shot_top1']     # the same stand-in weights
+    for k in ('clip_zero_shot_top1', 'photo_vs_painting_acc', 'siglip_photo_vs_painting_acc'): assert 0 <= w[k] <= 1, k
+    assert str(tmp) not in json.dumps({k: v for k, v in w.items() if k != '_meta'})                     # no local paths
+    assert all((tmp/'figures'/'paper'/f).stat().st_size > 0 for f in ('fig2_correlation.png', 'fig2_accuracy.png'))
+    assert not (tmp/'data'/'paper'/'world').exists() and not (ROOT/'data'/'paper'/'world').exists()   # the world was never built
+    print('20_world seconds:', round(secs, 1))
