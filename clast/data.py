@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from .infra import atomic_write, online, usual_mode   # usual_mode: re-exported here, clast.cli imports it from clast.data
+from .infra import atomic_write, online
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'MIN_SIDE', 'seed_everything', 'pick_device', 'ImageError', 'load_image', 'to_pil', 'save_image',

@@ -11,6 +11,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 from dataclasses import asdict
 from .config import Config, get_config, save_config, load_config, _from_dict
+from .infra import atomic_write, sha256_file
 from .clip import ClipEncoder, clip_from_config, load_clip, clip_from_spec, mini_clip_dir
 from .vgg import VGGEncoder, Encoder, Decoder, vgg_from_config, IMAGENET_MEAN, IMAGENET_STD
 from .fusion import Transform
@@ -180,10 +181,9 @@ def save(self, path,
     clip = self.clip.spec() if embed_clip else dict(name=self.cfg.clip.model, pretrained=self.cfg.clip.pretrained, kind=self.clip.kind)
     meta = dict(format=FORMAT_VERSION, config=d, embedded=['vgg'] + (['clip'] if embed_clip else []), clip=clip,
                 dtype='float16' if half else 'float32', template=self.template, conventions=self.conventions)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    save_file(sd, str(tmp), metadata={'clast': json.dumps(meta, sort_keys=True)})   # one key: the bytes do not depend on the process
-    j = path.with_suffix('.json'); jt = j.with_name(f'.{j.name}.tmp{os.getpid()}')
-    jt.write_text(json.dumps(d, indent=1) + '\n'); os.replace(jt, j); os.replace(tmp, path)
+    from safetensors.torch import save as to_bytes
+    atomic_write(path.with_suffix('.json'), json.dumps(d, indent=1) + '\n')
+    atomic_write(path, to_bytes(sd, metadata={'clast': json.dumps(meta, sort_keys=True)}))   # one metadata key: the bytes do not depend on the process
     return path
 
 def read_header(path) -> dict:
@@ -202,8 +202,7 @@ def _mini_cached(cfg: Config) -> Path:
     d = mini_clip_dir(cfg, 'clip'); w = d/'open_clip_model.safetensors'
     try:
         meta = json.loads((d/'meta.json').read_text())
-        from clast.clip import _sha256
-        ok = meta['inputs']['section'] == asdict(cfg.clip) and meta['inputs']['seed'] == cfg.seed and meta['sha256'] == _sha256(w)
+        ok = meta['inputs']['section'] == asdict(cfg.clip) and meta['inputs']['seed'] == cfg.seed and meta['sha256'] == sha256_file(w)
     except (OSError, ValueError, KeyError, TypeError): return None
     return w if ok else None
 

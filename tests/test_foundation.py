@@ -68,3 +68,38 @@ def test_infrastructure_written_once():
         assert 'create_connection' not in src, f"{p.name}: a network probe of its own; use clast.infra.online"
         assert not re.search(r"""environ(\.get\(|\[)\s*['"](CLAST_OFFLINE|HF_HUB_OFFLINE)['"]\s*[,)]""", src), f"{p.name}: reads an offline variable itself; use clast.infra.offline"
         assert not re.search(r'hashlib\.sha256\(json\.dumps\(', src), f"{p.name}: a cache key of its own; use clast.infra.cache_key"
+
+
+def _dependency_order() -> list:
+    "The module order of docs/ARCHITECTURE.md's 'One dependency direction: a → b → ...' line."
+    import re
+    line = re.search(r'One dependency direction: (.*?)\. A module', (ROOT/'docs'/'ARCHITECTURE.md').read_text(), re.S).group(1)
+    return [t.strip() for t in line.replace('\n', ' ').split('→') if not t.strip().startswith('experiments')]
+
+def _clast_imports(src: str) -> list:
+    "(line, module) of every clast module `src` imports, at module level or inside a function."
+    import ast
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module: out.append((node.lineno, node.module.split('.')[0]))
+            elif node.module and node.module.startswith('clast.'): out.append((node.lineno, node.module.split('.')[1]))
+            elif node.module == 'clast': out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name.split('.')[1]) for a in node.names if a.name.startswith('clast.')]
+    return out
+
+def test_imports_follow_the_architecture():
+    "Every module of clast/ is in ARCHITECTURE.md's dependency line and imports only modules before it (also inside functions)."
+    order = _dependency_order()
+    pos = {m: i for i, m in enumerate(order)}
+    mods = sorted(p.stem for p in (ROOT/'clast').glob('*.py') if not p.stem.startswith('_'))
+    assert [m for m in mods if m not in pos] == [], "modules missing from docs/ARCHITECTURE.md's dependency line"
+    back = [f"{m}.py:{ln} imports clast.{n}" for m in mods for ln, n in _clast_imports((ROOT/'clast'/f'{m}.py').read_text())
+            if n in pos and n != m and pos[n] > pos[m]]
+    assert back == [], "imports against the dependency direction:\n" + "\n".join(back)
+
+def test_back_edge_detector():
+    "The checker above finds a back-edge written any of the ways clast imports (so the test can fail)."
+    src = "from clast.cli import main\ndef f():\n    from .train import x\n    import clast.bench\n"
+    assert [n for _, n in _clast_imports(src)] == ['cli', 'train', 'bench']
