@@ -11,9 +11,9 @@ import torch
 from fastcore.basics import patch
 from .config import Config, get_config, save_figure, save_json, save_table
 from .toyworld import build_world
-from .sources import source_from_config, judge_from_config, heldout_photos, reference_paintings, preflight
+from .sources import source_from_config, judge_from_config, heldout_photos, reference_paintings
 from .model import CLAST
-from .train import train_stage1, train_stage2, artist_prompts
+from .train import train_stage1, train_stage2, artist_prompts, preflight
 from .baselines import train_adain, load_adain
 
 # %% auto #0

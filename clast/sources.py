@@ -19,7 +19,7 @@ __all__ = ['IMAGE_EXTS', 'PREP', 'VGG16_FILE', 'JUDGE_VERSION', 'VGG_NORMALISED_
            'PhotoFolderSet', 'split_paintings', 'split_photos', 'square', 'DataSource', 'WorldSource', 'RealSource',
            'source_from_config', 'heldout_photos', 'reference_paintings', 'sample_seed', 'load_crop', 'TrainBatches',
            'vgg16_weights_path', 'RealJudge', 'load_vgg16_trunk', 'judge_artists', 'train_real_judge', 'real_judge',
-           'judge_from_config', 'aesthetic_status', 'preflight']
+           'judge_from_config', 'aesthetic_status']
 
 # %% ../nbs/03a_sources.ipynb #7871c84f
 class AssetError(RuntimeError):
@@ -550,35 +550,3 @@ def aesthetic_status(cfg: Config, need_clip: bool = True) -> tuple:
     if _is_path(d.aesthetic_clip) and not Path(clip).is_file(): return None, f'n/a: data.aesthetic_clip={d.aesthetic_clip} not found'
     return str(head), clip
 
-def preflight(cfg: Config, evaluate: bool = True) -> dict:
-    "Check in seconds that every input `cfg` needs exists (data, VGG, CLIP, LPIPS backbone, the judge's VGG-16); `AssetError` naming the first missing one. Returns what was found."
-    t0 = time.time()
-    src = source_from_config(cfg)
-    if src.kind == 'world': return {'data': 'world', 'n_artists': len(src.artists)}   # generated on first use: nothing to supply
-    found = {'data': {k: v for k, v in src.summary().items() if k != 'artists'}, 'n_artists': len(src.artists)}
-    v = cfg.vgg.weights
-    if v == 'torchvision':
-        found['vgg'] = _need(Path(torch.hub.get_dir())/'checkpoints'/'vgg19-dcbb9e9d.pth',
-                             "vgg.weights=torchvision: vgg19-dcbb9e9d.pth is not in $TORCH_HOME/hub/checkpoints; download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth there")
-    elif v not in ('world', 'toy', 'random', ''):
-        p = anchor(Path(v).expanduser())
-        found['vgg'] = _need(p, f"vgg.weights={v}: {p} not found; download vgg_normalised.pth ({VGG_NORMALISED_URL}) and pass vgg.weights=PATH")
-    cp = cfg.clip.pretrained
-    if cp and _is_path(cp):
-        p = anchor(Path(cp).expanduser())
-        found['clip'] = _need(p, f"clip.pretrained={cp}: {p} not found; pass an open_clip {cfg.clip.model} state dict (.bin or .safetensors) or a tag such as 'openai'")
-    elif cp:
-        from clast.clip import check_pretrained_available   # at call time: clip comes after this module
-        try: check_pretrained_available(cfg.clip.model, cp); found['clip'] = f'{cfg.clip.model}/{cp}'
-        except Exception as e: raise AssetError(f"clip.pretrained={cp}: {str(e).splitlines()[0]}") from None
-    vgg16 = Path(torch.hub.get_dir())/'checkpoints'/VGG16_FILE
-    if cfg.loss.lpips > 0 and cfg.loss.lpips_net == 'vgg':
-        found['lpips_vgg16'] = _need(vgg16, f"loss.lpips_net=vgg: LPIPS needs torchvision's ImageNet VGG-16 at {vgg16}; download "
-                                            f"https://download.pytorch.org/models/{VGG16_FILE} there (or set loss.lpips=0)")
-    if evaluate and not (cfg.data_dir/'models'/'real_judge'/'judge.json').is_file():
-        p = vgg16_weights_path(cfg)
-        found['judge_vgg16'] = _need(p, f"the real judge starts from ImageNet VGG-16: {p} not found; download "
-                                        f"https://download.pytorch.org/models/{VGG16_FILE} there or pass data.judge_weights=PATH")
-    found['aesthetic'] = aesthetic_status(cfg)[1] if aesthetic_status(cfg)[0] is None else 'ok'
-    found['seconds'] = round(time.time() - t0, 2)
-    return found

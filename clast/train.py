@@ -13,20 +13,21 @@ import torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, stamp
+from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, stamp, anchor
 from .infra import atomic_folder, atomic_write, cache_key, sha256_file
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
-from .clip import world_artists, world_paintings, world_photos
+from .clip import world_artists, world_paintings, world_photos, check_pretrained_available
 from .toyworld import build_world, resample, world_key
-from .sources import source_from_config, judge_from_config, preflight, TrainBatches
+from .sources import (source_from_config, judge_from_config, TrainBatches, AssetError, aesthetic_status, vgg16_weights_path,
+                           VGG16_FILE, VGG_NORMALISED_URL, _need, _is_path)
 from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
 
 # %% auto #0
 __all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'checkpoint_meta',
            'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
-           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point',
+           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point', 'preflight',
            'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim',
            'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses',
            'plot_stylized']
@@ -351,6 +352,39 @@ def _run_lock(run: Path, rank: int):
     if rank != 0: yield; return
     run.mkdir(parents=True, exist_ok=True)
     with FileLock(str(run/'.lock')): yield
+
+# %% ../nbs/10_train.ipynb #9f1e0a02
+def preflight(cfg: Config, evaluate: bool = True) -> dict:
+    "Check in seconds that every input `cfg` needs exists (data, VGG, CLIP, LPIPS backbone, the judge's VGG-16); `AssetError` naming the first missing one. Returns what was found."
+    t0 = time.time()
+    src = source_from_config(cfg)
+    if src.kind == 'world': return {'data': 'world', 'n_artists': len(src.artists)}   # generated on first use: nothing to supply
+    found = {'data': {k: v for k, v in src.summary().items() if k != 'artists'}, 'n_artists': len(src.artists)}
+    v = cfg.vgg.weights
+    if v == 'torchvision':
+        found['vgg'] = _need(Path(torch.hub.get_dir())/'checkpoints'/'vgg19-dcbb9e9d.pth',
+                             "vgg.weights=torchvision: vgg19-dcbb9e9d.pth is not in $TORCH_HOME/hub/checkpoints; download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth there")
+    elif v not in ('world', 'toy', 'random', ''):
+        p = anchor(Path(v).expanduser())
+        found['vgg'] = _need(p, f"vgg.weights={v}: {p} not found; download vgg_normalised.pth ({VGG_NORMALISED_URL}) and pass vgg.weights=PATH")
+    cp = cfg.clip.pretrained
+    if cp and _is_path(cp):
+        p = anchor(Path(cp).expanduser())
+        found['clip'] = _need(p, f"clip.pretrained={cp}: {p} not found; pass an open_clip {cfg.clip.model} state dict (.bin or .safetensors) or a tag such as 'openai'")
+    elif cp:
+        try: check_pretrained_available(cfg.clip.model, cp); found['clip'] = f'{cfg.clip.model}/{cp}'
+        except Exception as e: raise AssetError(f"clip.pretrained={cp}: {str(e).splitlines()[0]}") from None
+    vgg16 = Path(torch.hub.get_dir())/'checkpoints'/VGG16_FILE
+    if cfg.loss.lpips > 0 and cfg.loss.lpips_net == 'vgg':
+        found['lpips_vgg16'] = _need(vgg16, f"loss.lpips_net=vgg: LPIPS needs torchvision's ImageNet VGG-16 at {vgg16}; download "
+                                            f"https://download.pytorch.org/models/{VGG16_FILE} there (or set loss.lpips=0)")
+    if evaluate and not (cfg.data_dir/'models'/'real_judge'/'judge.json').is_file():
+        p = vgg16_weights_path(cfg)
+        found['judge_vgg16'] = _need(p, f"the real judge starts from ImageNet VGG-16: {p} not found; download "
+                                        f"https://download.pytorch.org/models/{VGG16_FILE} there or pass data.judge_weights=PATH")
+    found['aesthetic'] = aesthetic_status(cfg)[1] if aesthetic_status(cfg)[0] is None else 'ok'
+    found['seconds'] = round(time.time() - t0, 2)
+    return found
 
 # %% ../nbs/10_train.ipynb #aba30903
 def stage1_indices(n_photos: int, n_paintings: int, batch_size: int, share: float = 0.0) -> torch.Tensor:
