@@ -451,6 +451,14 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
             f"fwd+bwd {r['fastest_fwd_bwd']} ({r[r['fastest_fwd_bwd'] + '_fwd_bwd_s']:.3f} s); torch/ref/chunked fwd "
             f"{r['torch_fwd_s']:.3f}/{r['ref_fwd_s']:.3f}/{r['chunked_fwd_s']:.3f} s"
             + (f", cpp {r['cpp_fwd_s']:.3f} s" if 'cpp_fwd_s' in r else '') + f"; backend='auto' runs {r['auto_fwd']}")
+    # training: one stage-2 step with the pure-PyTorch scan, then with the compiled one (when built)
+    if out['scan_cpp_built']:
+        cases = [('smoke', 2, 1)] if quick else [('toy', None, 3), ('paper', 2, 2)]
+        out['train_steps'] = [bench_train(p, batch=b, repeats=r) for p, b, r in cases]
+        for r in out['train_steps']:
+            log(f"stage-2 step {r['profile']} (batch {r['batch']}, {r['crop']}²): torch {r['torch_steps_per_s']:.2f} steps/s, "
+                f"cpp {r['cpp_steps_per_s']:.2f} steps/s ({1 / r['after_over_before']:.2f}× faster)")
+    else: out['train_steps_skipped'] = 'the compiled scan is not built (make build-scan): nothing to compare the torch scan with'
     # P1
     side1 = 128 if quick else 512
     model = paper_model(**{'model.ssm_backend': scan_backend})
@@ -504,7 +512,10 @@ def summary_rows(res: dict) -> list:
             dict(metric='P3 log-log slope time vs pixels', value=f(res['p3_loglog_slope']), target='≤ 1.05',
                  met=res['p3_loglog_slope'] <= 1.05, note=res['chosen_opts']),
             dict(metric='P3 largest side within 24 GiB', value=f(res['max_side_stylized_24gib'], '{}'), target='≥ 4096',
-                 met=(res['max_side_stylized_24gib'] or 0) >= 4096, note='')]
+                 met=(res['max_side_stylized_24gib'] or 0) >= 4096, note='')] + [
+            dict(metric=f"stage-2 steps/s, {r['profile']} (batch {r['batch']}, {r['crop']}²)",
+                 value=f"{r['torch_steps_per_s']:.3g} → {r['cpp_steps_per_s']:.3g}", target='cpp ≥ torch',
+                 met=r['after_over_before'] <= 1.0, note='torch scan → compiled scan') for r in res.get('train_steps', [])]
 
 # %% ../nbs/13_bench.ipynb #e69817b1
 def run_cuda(sides=(512, 1024), repeats: int = 10, log=print) -> dict:
