@@ -11,7 +11,8 @@ inputs, and with the token-major views `Mamba` passes), forward + backward at a 
 """
 import argparse, os, statistics, time
 import torch
-from clast.config import get_config, markdown_table, save_json
+from clast.config import get_config
+from clast.report import markdown_table, save_json
 from clast.ssm import Mamba, bench_scan, resolve_backend, selective_scan, _bench_inputs
 
 INTERLEAVED = (('scan fwd, 512² level 0, (b, d, L) inputs', (1, 128, 16, 16384), False, False),

@@ -10,7 +10,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save, load_file
 from tqdm.auto import tqdm
-from .config import Config, StageCfg, stamp
+from .config import Config, StageCfg
+from .report import stamp
 from .infra import atomic_write, cache_key, sha256_file
 from .sources import source_from_config, TrainBatches
 from .vgg import VGGEncoder, vgg_from_config

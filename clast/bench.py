@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .config import get_config, git_commit, markdown_table, save_json
+from .config import get_config
+from .report import git_commit, markdown_table, save_json
 from .inference import InferenceOpts, prepare, FP32, FAST_CPU, cpu_bf16_native, cpu_candidates, auto_opts
 from .ssm import bench_scan, selective_scan, resolve_backend, scan_build_present, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
 

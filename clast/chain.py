@@ -6,7 +6,8 @@
 from __future__ import annotations
 import argparse, json, re, sys, time
 from pathlib import Path
-from .config import get_config, save_json, stamp, save_config, project_root, git_commit
+from .config import get_config, save_config, project_root
+from .report import save_json, stamp, git_commit
 
 # %% auto #0
 __all__ = ['repo_root', 'chain_notebooks', 'ChainError', 'run_chain', 'main']

@@ -9,7 +9,8 @@ from functools import cached_property
 from pathlib import Path
 import torch
 from fastcore.basics import patch
-from .config import Config, get_config, save_figure, save_json, save_table
+from .config import Config, get_config
+from .report import save_figure, save_json, save_table
 from .toyworld import build_world
 from .sources import source_from_config, judge_from_config, heldout_photos, reference_paintings
 from .model import CLAST
@@ -86,7 +87,7 @@ def prompt(self: Experiment, a: int) -> str:
 
 @patch
 def save_figure(self: Experiment, fig, name: str, text: str = '', close: bool = True, **extra) -> Path:
-    "`config.save_figure` of `fig` as `cfg.figures_dir/name`; then the figure is closed unless `close=False`."
+    "`report.save_figure` of `fig` as `cfg.figures_dir/name`; then the figure is closed unless `close=False`."
     import matplotlib.pyplot as plt
     path = save_figure(fig, self.cfg.figures_dir/name, self.cfg, text, **extra)
     if close: plt.close(fig)
@@ -94,12 +95,12 @@ def save_figure(self: Experiment, fig, name: str, text: str = '', close: bool = 
 
 @patch
 def save_json(self: Experiment, obj, name: str, **extra) -> Path:
-    "`config.save_json` of `obj` as `cfg.figures_dir/name`."
+    "`report.save_json` of `obj` as `cfg.figures_dir/name`."
     return save_json(obj, self.cfg.figures_dir/name, self.cfg, **extra)
 
 @patch
 def save_table(self: Experiment, rows: list, name: str, **kw) -> Path:
-    "`config.save_table` of `rows` as `cfg.figures_dir/name`.{md,json}; returns the markdown file."
+    "`report.save_table` of `rows` as `cfg.figures_dir/name`.{md,json}; returns the markdown file."
     return save_table(rows, self.cfg.figures_dir/name, self.cfg, **kw)
 
 # %% ../nbs/19a_experiment.ipynb #cf0e307f

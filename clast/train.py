@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, stamp, anchor
+from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, anchor
+from .report import stamp
 from .infra import atomic_folder, atomic_write, cache_key, sha256_file
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
