@@ -11,7 +11,8 @@ import torch
 from .config import Config, with_overrides
 from .sources import source_from_config
 from .model import CLAST
-from .train import train_stage2, run_dir, read_log, load_checkpoint, heldout_photos, artist_prompts
+from .train import train_stage2, run_dir, read_log, load_checkpoint, artist_prompts
+from .sources import heldout_photos
 from .fusion import VARIANTS
 from .losses import ABLATIONS, ablation_overrides
 from .metrics import clip_style_score

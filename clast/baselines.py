@@ -17,7 +17,7 @@ from .sources import source_from_config, TrainBatches
 from .vgg import VGGEncoder, vgg_from_config
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
 from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, provenance
-from .train import reference_paintings
+from .sources import reference_paintings
 
 # %% auto #0
 __all__ = ['ADAIN_STYLE_LAYERS', 'CLIPSTYLER_STEPS', 'ATTENTION_FUSION', 'adain', 'AdaINNet', 'adain_loss', 'adain_dir',

@@ -12,12 +12,14 @@ from .config import Config
 from .clip import clip_from_config, load_clip, world_artists, world_paintings
 from .losses import content_loss, CONTENT_LAYERS
 from .sources import source_from_config, judge_from_config, aesthetic_status, heldout_photos, reference_paintings
-from .train import ssim, artist_prompts
+from .toyworld import resample
+from .train import artist_prompts
 
 # %% auto #0
-__all__ = ['AESTHETIC_NA', 'AESTHETIC_FILE', 'AESTHETIC_URL', 'clip_content_score', 'clip_style_score', 'vgg_content_loss',
-           'mean_ssim', 'deception', 'aesthetic_head_path', 'load_aesthetic_head', 'aesthetic_score',
-           'aesthetic_from_config', 'aesthetic_scorer', 'time_split', 'clast_stylize_fn', 'evaluate_method']
+__all__ = ['AESTHETIC_NA', 'AESTHETIC_FILE', 'AESTHETIC_URL', 'clip_content_score', 'clip_style_score', 'ssim', 'resampled_ssim',
+           'vgg_content_loss', 'mean_ssim', 'deception', 'evaluate_stage1', 'evaluate_stage2', 'aesthetic_head_path',
+           'load_aesthetic_head', 'aesthetic_score', 'aesthetic_from_config', 'aesthetic_scorer', 'time_split',
+           'clast_stylize_fn', 'evaluate_method']
 
 # %% ../nbs/11_metrics.ipynb #7d9a6e18
 @torch.no_grad()
@@ -39,6 +41,18 @@ def clip_style_score(clip,                        # ClipEncoder
     t = text_emb.to(b).reshape(-1, b.shape[-1]).expand_as(b)
     return float(F.cosine_similarity(t, b, dim=-1).mean())
 
+# %% ../nbs/11_metrics.ipynb #c11a5501
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    "SSIM of two (3,H,W) images in [0,1] (scikit-image, RGB)."
+    from skimage.metrics import structural_similarity
+    return float(structural_similarity(a.permute(1, 2, 0).double().numpy(), b.permute(1, 2, 0).double().numpy(),
+                                       channel_axis=-1, data_range=1.0))
+
+def resampled_ssim(x: torch.Tensor,   # (3,S,S) image in [0, 1]
+                   k: int) -> float:    # shrink factor
+    "SSIM of `x` after shrinking it `k` times (antialiased) and enlarging it back (bilinear): what a reconstruction from features at 1/k of the side keeps without inventing detail."
+    return ssim(resample(x[None], k)[0], x)
+
 # %% ../nbs/11_metrics.ipynb #688e1bfe
 @torch.no_grad()
 def vgg_content_loss(vgg,                          # frozen VGG: `vgg(x in [0,1], taps=...) -> {tap: map}`
@@ -52,7 +66,7 @@ def vgg_content_loss(vgg,                          # frozen VGG: `vgg(x in [0,1]
 def mean_ssim(content: torch.Tensor,               # (N,3,H,W) photos in [0,1]
               stylized: torch.Tensor,              # (N,3,H,W) stylizations in [0,1]
              ) -> float:                           # mean SSIM over the N pairs
-    "Mean of `train.ssim` over photo/stylization pairs."
+    "Mean of `ssim` over photo/stylization pairs."
     return float(np.mean([ssim(a.detach().cpu().float(), b.detach().cpu().float()) for a, b in zip(content, stylized)]))
 
 # %% ../nbs/11_metrics.ipynb #5f05dc77
@@ -68,6 +82,58 @@ def deception(judge,                               # classifier with `predict(im
     if y.shape != pred.shape: raise ValueError(f"deception: {len(pred)} images but {len(y)} target labels")
     hit = (pred == y).float()
     return {'rate': float(hit.mean()), 'per_artist': {int(a): float(hit[y == a].mean()) for a in torch.unique(y)}}
+
+# %% ../nbs/11_metrics.ipynb #c11a5504
+@torch.no_grad()
+def evaluate_stage1(cfg: Config, model,
+                    judge=None,        # the artist judge (None: the world's, `judge_from_config`)
+                    batch: int = 32,   # paintings per forward pass
+                   ) -> dict:
+    "Mean SSIM between held-out photos and their reconstructions (plus the images), and the share of held-out paintings whose reconstruction the judge still gives to their artist."
+    model.eval()
+    photos = heldout_photos(cfg)
+    x = torch.stack(photos)
+    rec = model(x, model.embed_style(x)).clamp(0, 1)
+    # the ceiling of stage 2: a painting the model cannot even redraw recognisably, it cannot paint from a photo either
+    src = source_from_config(cfg); judge = judge if judge is not None else judge_from_config(cfg)
+    # the world: every held-out painting; real data: each artist's reference painting (thousands are held out)
+    tp, tl = src.heldout_paintings() if src.kind == 'world' else (reference_paintings(cfg), torch.arange(len(src.artists)))
+    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
+    keep = torch.tensor([jidx is None or int(l) in jidx for l in tl], dtype=torch.bool)
+    tp, tl = tp[keep], tl[keep]
+    pred = torch.cat([judge.predict(model(b, model.embed_style(b)).clamp(0, 1)) for b in tp.split(batch)])
+    if jidx is not None: pred = torch.tensor([jidx[int(p)] for p in pred])
+    hits = (pred == tl).float()
+    return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec,
+            'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)},   # yardsticks
+            'judge_recon': float(hits.mean()), 'judge_top1': getattr(judge, 'accuracy', None),
+            'judge_recon_per_artist': [float(hits[tl == a].mean()) for a in range(len(src.artists)) if (tl == a).any()]}
+
+@torch.no_grad()
+def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
+    "Deception (text- and image-guided) and SSIM to the photo over every held-out photo × every artist."
+    model.eval()
+    src = source_from_config(cfg)
+    judge = judge if judge is not None else judge_from_config(cfg)
+    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
+    names = src.artists
+    x = torch.stack(heldout_photos(cfg))
+    refs = reference_paintings(cfg)
+    c_txt = model.embed_style(artist_prompts(cfg, names))
+    c_img = model.embed_style(refs)
+    res = {'text': [], 'image': []}
+    for mode, conds in (('text', c_txt), ('image', c_img)):
+        for a in (jidx if jidx is not None else range(len(names))):
+            out = model(x, conds[a:a+1].expand(len(x), -1)).clamp(0, 1)
+            pred = judge.predict(out)
+            if jidx is not None: pred = [jidx[int(p)] for p in pred]
+            res[mode].append({'artist': a, 'outputs': out, 'hits': [int(p) == a for p in pred],
+                              'ssim': [ssim(o, p) for o, p in zip(out, x)]})
+    rate = lambda m: float(np.mean([h for r in res[m] for h in r['hits']]))
+    return {'deception_text': rate('text'), 'deception_image': rate('image'),
+            'ssim_content': float(np.mean([s for m in res for r in res[m] for s in r['ssim']])),
+            'per_artist': {m: [float(np.mean(r['hits'])) for r in res[m]] for m in res},
+            'judge_top1': getattr(judge, 'accuracy', None), 'artists': names, 'photos': x, 'references': refs, 'results': res}
 
 # %% ../nbs/11_metrics.ipynb #0c3b028a
 AESTHETIC_NA = 'n/a: needs ViT-L/14 + LAION head'

@@ -29,9 +29,7 @@ from .model import CLAST
 __all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'checkpoint_meta',
            'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
            'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point', 'preflight',
-           'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'ssim', 'resampled_ssim',
-           'heldout_photos', 'reference_paintings', 'evaluate_stage1', 'evaluate_stage2', 'plot_losses',
-           'plot_stylized']
+           'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -512,78 +510,6 @@ def train_stage2(cfg: Config,                # configuration (cfg.train.stage2, 
         try: return _train_loop(cfg, stage, model, {'loss_head': crit.head}, step_fn, device, resume, restart or force, stop_after, meta, fp, progress)
         finally:
             if batches is not None: batches.close()
-
-# %% ../nbs/10_train.ipynb #fa3864fa
-def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    "SSIM of two (3,H,W) images in [0,1] (scikit-image, RGB)."
-    from skimage.metrics import structural_similarity
-    return float(structural_similarity(a.permute(1, 2, 0).double().numpy(), b.permute(1, 2, 0).double().numpy(),
-                                       channel_axis=-1, data_range=1.0))
-
-def resampled_ssim(x: torch.Tensor,   # (3,S,S) image in [0, 1]
-                   k: int) -> float:    # shrink factor
-    "SSIM of `x` after shrinking it `k` times (antialiased) and enlarging it back (bilinear): what a reconstruction from features at 1/k of the side keeps without inventing detail."
-    return ssim(resample(x[None], k)[0], x)
-
-def heldout_photos(cfg: Config, n: int = None) -> list:
-    "Up to `n` (default `cfg.eval.n_photos`) held-out photos of the data source as (3,S,S) float tensors, S = `world.image_size` (the world) or `data.eval_size` (real data)."
-    return source_from_config(cfg).heldout_photos(n or cfg.eval.n_photos)
-
-def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
-    "(n_artists,3,S,S) float: each artist's first held-out painting, resized to `size` (default as `heldout_photos`); the image-guided reference of every evaluation."
-    return source_from_config(cfg).reference_paintings(size)
-
-# %% ../nbs/10_train.ipynb #5487869f
-@torch.no_grad()
-def evaluate_stage1(cfg: Config, model,
-                    judge=None,        # the artist judge (None: the world's, `judge_from_config`)
-                    batch: int = 32,   # paintings per forward pass
-                   ) -> dict:
-    "Mean SSIM between held-out photos and their reconstructions (plus the images), and the share of held-out paintings whose reconstruction the judge still gives to their artist."
-    model.eval()
-    photos = heldout_photos(cfg)
-    x = torch.stack(photos)
-    rec = model(x, model.embed_style(x)).clamp(0, 1)
-    # the ceiling of stage 2: a painting the model cannot even redraw recognisably, it cannot paint from a photo either
-    src = source_from_config(cfg); judge = judge if judge is not None else judge_from_config(cfg)
-    # the world: every held-out painting; real data: each artist's reference painting (thousands are held out)
-    tp, tl = src.heldout_paintings() if src.kind == 'world' else (reference_paintings(cfg), torch.arange(len(src.artists)))
-    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
-    keep = torch.tensor([jidx is None or int(l) in jidx for l in tl], dtype=torch.bool)
-    tp, tl = tp[keep], tl[keep]
-    pred = torch.cat([judge.predict(model(b, model.embed_style(b)).clamp(0, 1)) for b in tp.split(batch)])
-    if jidx is not None: pred = torch.tensor([jidx[int(p)] for p in pred])
-    hits = (pred == tl).float()
-    return {'ssim': float(np.mean([ssim(a, b) for a, b in zip(photos, rec)])), 'photos': x, 'outputs': rec,
-            'downsample_ssim': {f'1/{k}': float(np.mean([resampled_ssim(p, k) for p in photos])) for k in (4, 8)},   # yardsticks
-            'judge_recon': float(hits.mean()), 'judge_top1': getattr(judge, 'accuracy', None),
-            'judge_recon_per_artist': [float(hits[tl == a].mean()) for a in range(len(src.artists)) if (tl == a).any()]}
-
-@torch.no_grad()
-def evaluate_stage2(cfg: Config, model, judge=None) -> dict:
-    "Deception (text- and image-guided) and SSIM to the photo over every held-out photo × every artist."
-    model.eval()
-    src = source_from_config(cfg)
-    judge = judge if judge is not None else judge_from_config(cfg)
-    jidx = getattr(judge, 'artist_indices', None)   # a judge of `eval.artists` only: its own indices
-    names = src.artists
-    x = torch.stack(heldout_photos(cfg))
-    refs = reference_paintings(cfg)
-    c_txt = model.embed_style(artist_prompts(cfg, names))
-    c_img = model.embed_style(refs)
-    res = {'text': [], 'image': []}
-    for mode, conds in (('text', c_txt), ('image', c_img)):
-        for a in (jidx if jidx is not None else range(len(names))):
-            out = model(x, conds[a:a+1].expand(len(x), -1)).clamp(0, 1)
-            pred = judge.predict(out)
-            if jidx is not None: pred = [jidx[int(p)] for p in pred]
-            res[mode].append({'artist': a, 'outputs': out, 'hits': [int(p) == a for p in pred],
-                              'ssim': [ssim(o, p) for o, p in zip(out, x)]})
-    rate = lambda m: float(np.mean([h for r in res[m] for h in r['hits']]))
-    return {'deception_text': rate('text'), 'deception_image': rate('image'),
-            'ssim_content': float(np.mean([s for m in res for r in res[m] for s in r['ssim']])),
-            'per_artist': {m: [float(np.mean(r['hits'])) for r in res[m]] for m in res},
-            'judge_top1': getattr(judge, 'accuracy', None), 'artists': names, 'photos': x, 'references': refs, 'results': res}
 
 # %% ../nbs/10_train.ipynb #94b7a0c9
 def plot_losses(cfg: Config, stages=('stage1', 'stage2')):
