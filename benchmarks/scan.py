@@ -13,14 +13,15 @@ import argparse, os, statistics, time
 import torch
 from clast.config import get_config
 from clast.report import markdown_table, save_json
-from clast.ssm import Mamba, bench_scan, resolve_backend, selective_scan, _bench_inputs
+from clast.ssm import Mamba, resolve_backend, selective_scan, mamba_inputs
+from clast.bench import bench_scan
 
 INTERLEAVED = (('scan fwd, 512² level 0, (b, d, L) inputs', (1, 128, 16, 16384), False, False),
                ('scan fwd, 512² level 0, token-major views (as Mamba passes them)', (1, 128, 16, 16384), False, True),
                ('scan fwd+bwd, training shape, token-major views', (8, 128, 16, 4096), True, True))
 
 def _scan_case(shape, backward, token_major=False):
-    x = _bench_inputs(*shape)
+    x = mamba_inputs(*shape)
     if token_major: x = {k: v.transpose(1, 2).contiguous().transpose(1, 2) if v.dim() == 3 else v for k, v in x.items()}
     def run(backend):
         xs = {k: v.clone().requires_grad_(backward) for k, v in x.items()}

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from .config import get_config
 from .report import git_commit, markdown_table, save_json
 from .inference import InferenceOpts, prepare, FP32, FAST_CPU, cpu_bf16_native, cpu_candidates, auto_opts
-from .ssm import bench_scan, selective_scan, resolve_backend, scan_build_present, _bench_inputs   # the scan inputs bench_scan uses (reused, not duplicated)
+from .ssm import selective_scan, resolve_backend, scan_build_present, mamba_inputs, chunked_scan
 
 # %% auto #0
-__all__ = ['CASES', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory', 'chunked_scan',
+__all__ = ['CASES', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory', 'bench_scan',
            'bench_scan_all', 'psnr', 'time_pair', 'paper_model', 'bench_e2e', 'fusion_inputs', 'fusion_module',
            'attention_matrix_bytes', 'bench_fusion', 'fusion_ratios', 'bench_scaling', 'available_bytes',
            'bench_memory', 'train_step_case', 'bench_train', 'device_string', 'run_all', 'summary_rows', 'run_cuda',
@@ -121,40 +121,51 @@ def _case_alloc(mib: int = 64):
     return lambda: torch.ones(mib * 2**18).sum()
 CASES['alloc'] = _case_alloc
 
-# %% ../nbs/13_bench.ipynb #cc0571bb
-def chunked_scan(u, delta, A, B, C,        # (b, d, L), (b, d, L), (d, n), (b, n, L), (b, n, L) as in `selective_scan`
-                 D=None, z=None,           # (d,) skip, (b, d, L) gate
-                 delta_bias=None,          # (d,) added to delta
-                 delta_softplus=False,     # softplus on delta (after the bias)
-                 chunk: int = 64,          # tokens per chunk T
-                ) -> torch.Tensor:
-    "The selective scan of `clast.ssm.selective_scan` computed chunk-parallel (3 phases); float32, output (b, d, L)."
-    b, d, L = u.shape
-    u, dt, A, B, C = (t.float() for t in (u, delta, A, B, C))
-    if delta_bias is not None: dt = dt + delta_bias.float()[:, None]
-    if delta_softplus: dt = F.softplus(dt)
-    T = max(1, min(chunk, L)); nc = -(-L // T); Lp = nc * T
-    pad = lambda t: F.pad(t, (0, Lp - L))                              # Δ=0 on padding: decay 1, input 0
-    tm = lambda t: pad(t).reshape(*t.shape[:-1], nc, T).permute(-1, -2, *range(t.dim() - 1))  # (T, nc, b, ·)
-    dtT, uT, BT, CT = tm(dt), tm(u), tm(B), tm(C)
-    logA = (dtT.unsqueeze(-1) * A).clamp(min=-80.)                     # log decay (T, nc, b, d, n)
-    X = (dtT * uT).unsqueeze(-1) * BT.unsqueeze(-2)                    # Δ u B       (T, nc, b, d, n)
-    dA = logA.exp()
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C)):
-        hs = [X[0]]                                                    # phase 1, out of place for autograd
-        for t in range(1, T): hs.append(dA[t] * hs[-1] + X[t])
-        Hl = torch.stack(hs)
-    else:
-        Hl = X                                                         # phase 1, in place
-        for t in range(1, T): Hl[t].addcmul_(dA[t], Hl[t - 1])
-    P = logA.cumsum(0).clamp(min=-80.).exp()                           # decay from the chunk start to t
-    carry = [torch.zeros_like(Hl[0, 0])]                               # phase 2: state entering chunk k
-    for k in range(1, nc): carry.append(Hl[-1, k - 1] + P[-1, k - 1] * carry[-1])
-    H = Hl + P * torch.stack(carry)                                    # phase 3
-    y = (H * CT.unsqueeze(-2)).sum(-1).permute(2, 3, 1, 0).reshape(b, d, Lp)[..., :L]
-    if D is not None: y = y + D.float()[:, None] * u
-    if z is not None: y = y * F.silu(z.float())
-    return y
+# %% ../nbs/13_bench.ipynb #b4a5c001
+def _time_scan(backend, x, backward, repeats, warmup):
+    ts = []
+    for i in range(warmup + repeats):
+        xs = {k: v.clone().requires_grad_(backward) for k, v in x.items()}
+        t0 = time.perf_counter()
+        y = selective_scan(**xs, delta_softplus=True, backend=backend)
+        if backward: y.backward(torch.ones_like(y))
+        if i >= warmup: ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
+               ds=(256, 512),            # channels (Mamba's d_inner)
+               n=16,                     # state size
+               b=1,                      # batch
+               repeats=3,                # timed runs per case (median)
+               ref_max_L=4096,           # above this L the reference loop is extrapolated, not run
+               ref_repeats=1,            # timed runs of the (slow) reference loop, without warm-up (median)
+               backends=None,            # fast CPU backends to time (the reference is always included); None: torch, and cpp when built
+               log=None,                 # callable for progress lines, e.g. print
+              ) -> list:
+    "CPU timings (seconds) of the selective-scan backends vs the naive loop: one dict per (L, d)."
+    rows, ref_cache = [], {}
+    if backends is None: backends = ('torch', 'cpp') if scan_build_present() else ('torch',)
+    for d in ds:
+        for L in Ls:
+            x = mamba_inputs(b, d, n, L)
+            row = dict(L=L, d=d, n=n, b=b, threads=torch.get_num_threads())
+            for be in backends:
+                row[f'{be}_fwd_s'] = _time_scan(be, x, False, repeats, 1)
+                row[f'{be}_fwd_bwd_s'] = _time_scan(be, x, True, repeats, 1)
+            Lr = min(L, ref_max_L)
+            if (d, Lr) not in ref_cache:
+                xr = x if Lr == L else mamba_inputs(b, d, n, Lr)
+                ref_cache[d, Lr] = (_time_scan('ref', xr, False, ref_repeats, 0), _time_scan('ref', xr, True, ref_repeats, 0))
+            f, fb = ref_cache[d, Lr]
+            row.update(ref_fwd_s=f * L / Lr, ref_fwd_bwd_s=fb * L / Lr,
+                       ref_note=(f'measured (median of {ref_repeats})' if ref_repeats > 1 else 'measured (1 run)') if Lr == L
+                                else f'extrapolated linearly from L={Lr} (x{L / Lr:g})')
+            for be in backends:
+                row[f'ref/{be}_fwd'] = row['ref_fwd_s'] / row[f'{be}_fwd_s']
+                row[f'ref/{be}_fwd_bwd'] = row['ref_fwd_bwd_s'] / row[f'{be}_fwd_bwd_s']
+            rows.append(row)
+            if log: log(row)
+    return rows
 
 # %% ../nbs/13_bench.ipynb #48f6b670
 def bench_scan_all(Ls=(1024, 4096, 16384),   # sequence lengths
@@ -166,11 +177,11 @@ def bench_scan_all(Ls=(1024, 4096, 16384),   # sequence lengths
                    chunked_bwd_max_L: int = 2048,  # longer chunked fwd+bwd runs are not timed (autograd keeps every step: minutes, GiBs)
                    log=None,                  # progress callable, e.g. print
                   ) -> list:
-    "P4 rows: clast.ssm's `bench_scan` columns (torch, and cpp when built) + chunked-scan times + the fastest method per case, and whether `auto` runs it."
+    "P4 rows: `bench_scan` columns (torch, and cpp when built) + chunked-scan times + the fastest method per case, and whether `auto` runs it."
     rows = bench_scan(Ls=Ls, ds=ds, n=n, repeats=repeats, ref_max_L=ref_max_L, ref_repeats=repeats)
     auto = resolve_backend('auto', 'cpu')
     for r in rows:
-        x = _bench_inputs(r['b'], r['d'], n, r['L'])
+        x = mamba_inputs(r['b'], r['d'], n, r['L'])
         best_T = None
         for mode, grad in (('fwd', False), ('fwd_bwd', True)):
             def run(T):

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'BACKENDS', 'SCANS', 'scan_ext_dir', 'scan_build_present', 'scan_build_problem', 'build_scan',
-           'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba', 'bench_scan', 'main']
+           'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba', 'mamba_inputs', 'chunked_scan', 'main']
 
 # %% ../nbs/06_ssm.ipynb #5437caa8
 def _compute_dtype(*ts) -> torch.dtype:
@@ -465,8 +465,8 @@ class Mamba(nn.Module):
         out = self.out_proj(y * self.act(z))
         return (out.unsqueeze(1) if squeeze else out), (conv_state, ssm_state)
 
-# %% ../nbs/06_ssm.ipynb #1365670d
-def _bench_inputs(b, d, n, L, seed=0):
+# %% ../nbs/06_ssm.ipynb #c55a0003
+def mamba_inputs(b, d, n, L, seed=0):
     "Float32 scan inputs with Mamba's initial value ranges (A = -(1..n), Δ = softplus(δ + bias) ≈ 1e-3..0.1)."
     g = torch.Generator().manual_seed(seed)
     dt0 = torch.exp(torch.rand(d, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
@@ -474,50 +474,40 @@ def _bench_inputs(b, d, n, L, seed=0):
                 A=-torch.arange(1., n + 1).repeat(d, 1), B=torch.randn(b, n, L, generator=g), C=torch.randn(b, n, L, generator=g),
                 D=torch.ones(d), z=torch.randn(b, d, L, generator=g), delta_bias=dt0 + torch.log(-torch.expm1(-dt0)))
 
-def _time_scan(backend, x, backward, repeats, warmup):
-    ts = []
-    for i in range(warmup + repeats):
-        xs = {k: v.clone().requires_grad_(backward) for k, v in x.items()}
-        t0 = time.perf_counter()
-        y = selective_scan(**xs, delta_softplus=True, backend=backend)
-        if backward: y.backward(torch.ones_like(y))
-        if i >= warmup: ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-def bench_scan(Ls=(1024, 4096, 16384),  # sequence lengths
-               ds=(256, 512),            # channels (Mamba's d_inner)
-               n=16,                     # state size
-               b=1,                      # batch
-               repeats=3,                # timed runs per case (median)
-               ref_max_L=4096,           # above this L the reference loop is extrapolated, not run
-               ref_repeats=1,            # timed runs of the (slow) reference loop, without warm-up (median)
-               backends=None,            # fast CPU backends to time (the reference is always included); None: torch, and cpp when built
-               log=None,                 # callable for progress lines, e.g. print
-              ) -> list:
-    "CPU timings (seconds) of the selective-scan backends vs the naive loop: one dict per (L, d)."
-    rows, ref_cache = [], {}
-    if backends is None: backends = ('torch', 'cpp') if scan_build_present() else ('torch',)
-    for d in ds:
-        for L in Ls:
-            x = _bench_inputs(b, d, n, L)
-            row = dict(L=L, d=d, n=n, b=b, threads=torch.get_num_threads())
-            for be in backends:
-                row[f'{be}_fwd_s'] = _time_scan(be, x, False, repeats, 1)
-                row[f'{be}_fwd_bwd_s'] = _time_scan(be, x, True, repeats, 1)
-            Lr = min(L, ref_max_L)
-            if (d, Lr) not in ref_cache:
-                xr = x if Lr == L else _bench_inputs(b, d, n, Lr)
-                ref_cache[d, Lr] = (_time_scan('ref', xr, False, ref_repeats, 0), _time_scan('ref', xr, True, ref_repeats, 0))
-            f, fb = ref_cache[d, Lr]
-            row.update(ref_fwd_s=f * L / Lr, ref_fwd_bwd_s=fb * L / Lr,
-                       ref_note=(f'measured (median of {ref_repeats})' if ref_repeats > 1 else 'measured (1 run)') if Lr == L
-                                else f'extrapolated linearly from L={Lr} (x{L / Lr:g})')
-            for be in backends:
-                row[f'ref/{be}_fwd'] = row['ref_fwd_s'] / row[f'{be}_fwd_s']
-                row[f'ref/{be}_fwd_bwd'] = row['ref_fwd_bwd_s'] / row[f'{be}_fwd_bwd_s']
-            rows.append(row)
-            if log: log(row)
-    return rows
+# %% ../nbs/06_ssm.ipynb #cc0571bb
+def chunked_scan(u, delta, A, B, C,        # (b, d, L), (b, d, L), (d, n), (b, n, L), (b, n, L) as in `selective_scan`
+                 D=None, z=None,           # (d,) skip, (b, d, L) gate
+                 delta_bias=None,          # (d,) added to delta
+                 delta_softplus=False,     # softplus on delta (after the bias)
+                 chunk: int = 64,          # tokens per chunk T
+                ) -> torch.Tensor:
+    "The selective scan of `clast.ssm.selective_scan` computed chunk-parallel (3 phases); float32, output (b, d, L)."
+    b, d, L = u.shape
+    u, dt, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    if delta_bias is not None: dt = dt + delta_bias.float()[:, None]
+    if delta_softplus: dt = F.softplus(dt)
+    T = max(1, min(chunk, L)); nc = -(-L // T); Lp = nc * T
+    pad = lambda t: F.pad(t, (0, Lp - L))                              # Δ=0 on padding: decay 1, input 0
+    tm = lambda t: pad(t).reshape(*t.shape[:-1], nc, T).permute(-1, -2, *range(t.dim() - 1))  # (T, nc, b, ·)
+    dtT, uT, BT, CT = tm(dt), tm(u), tm(B), tm(C)
+    logA = (dtT.unsqueeze(-1) * A).clamp(min=-80.)                     # log decay (T, nc, b, d, n)
+    X = (dtT * uT).unsqueeze(-1) * BT.unsqueeze(-2)                    # Δ u B       (T, nc, b, d, n)
+    dA = logA.exp()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C)):
+        hs = [X[0]]                                                    # phase 1, out of place for autograd
+        for t in range(1, T): hs.append(dA[t] * hs[-1] + X[t])
+        Hl = torch.stack(hs)
+    else:
+        Hl = X                                                         # phase 1, in place
+        for t in range(1, T): Hl[t].addcmul_(dA[t], Hl[t - 1])
+    P = logA.cumsum(0).clamp(min=-80.).exp()                           # decay from the chunk start to t
+    carry = [torch.zeros_like(Hl[0, 0])]                               # phase 2: state entering chunk k
+    for k in range(1, nc): carry.append(Hl[-1, k - 1] + P[-1, k - 1] * carry[-1])
+    H = Hl + P * torch.stack(carry)                                    # phase 3
+    y = (H * CT.unsqueeze(-2)).sum(-1).permute(2, 3, 1, 0).reshape(b, d, Lp)[..., :L]
+    if D is not None: y = y + D.float()[:, None] * u
+    if z is not None: y = y * F.silu(z.float())
+    return y
 
 # %% ../nbs/06_ssm.ipynb #af080909
 def main(argv=None):
@@ -534,7 +524,7 @@ def main(argv=None):
         return 0
     try: secs = build_scan(verbose=a.verbose, force=a.force)
     except RuntimeError as e: print(f"error: {e}", file=sys.stderr); return 1
-    x = _bench_inputs(2, 20, 16, 300)
+    x = mamba_inputs(2, 20, 16, 300)
     with torch.no_grad():
         err = (selective_scan(**x, delta_softplus=True, backend='cpp') - selective_scan(**x, delta_softplus=True, backend='torch')).abs().max().item()
     if not err < 1e-4: print(f"error: the compiled scan differs from the torch scan by {err:.3g}", file=sys.stderr); return 1
