@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 from .config import Config, get_config
-from .report import save_figure, save_json, save_table
+from .report import save_figure, save_json, save_table, show   # show: re-exported for the experiment notebooks
 from .toyworld import build_world
 from .sources import source_from_config, judge_from_config, heldout_photos, reference_paintings
 from .model import CLAST
@@ -18,7 +18,7 @@ from .train import train_stage1, train_stage2, artist_prompts, preflight
 from .baselines import train_adain, load_adain
 
 # %% auto #0
-__all__ = ['Experiment', 'setup', 'show']
+__all__ = ['Experiment', 'setup']
 
 # %% ../nbs/19a_experiment.ipynb #8225216c
 class Experiment:
@@ -116,10 +116,3 @@ def setup(profile: str = 'toy',   # smoke | toy | paper
     cfg = get_config(profile, overrides, seed=seed)
     if check: preflight(cfg)
     return Experiment(cfg)
-
-# %% ../nbs/19a_experiment.ipynb #e19f9aed
-def show(ax, im: torch.Tensor, title: str = '', fontsize: int = 6):
-    "Draw the (3,H,W) image `im` (values in [0, 1], clamped) on `ax` with a small `title` and no axis."
-    ax.imshow(im.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-    ax.set_title(title, fontsize=fontsize)
-    ax.axis('off')

@@ -10,7 +10,7 @@ from .infra import atomic_write
 from .config import Config
 
 # %% auto #0
-__all__ = ['git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table', 'save_figure']
+__all__ = ['git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table', 'save_figure', 'show']
 
 # %% ../nbs/00b_report.ipynb #a0f35990
 def git_commit(short: bool = True) -> str:
@@ -84,3 +84,10 @@ def save_figure(fig, path, cfg: Config, text: str = '', dpi: int = 110, **extra)
     meta = {k: str(v) for k, v in stamp(cfg, **extra).items()}
     fig.savefig(buf, format='png', dpi=dpi, metadata={'Description': full, **meta})
     return atomic_write(path, buf.getvalue())
+
+# %% ../nbs/00b_report.ipynb #e19f9aed
+def show(ax, im: torch.Tensor, title: str = '', fontsize: int = 6):
+    "Draw the (3,H,W) image `im` (values in [0, 1], clamped) on `ax` with a small `title` and no axis."
+    ax.imshow(im.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+    ax.set_title(title, fontsize=fontsize)
+    ax.axis('off')

@@ -14,7 +14,7 @@ from filelock import FileLock
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, anchor
-from .report import stamp
+from .report import stamp, show
 from .infra import atomic_folder, atomic_write, cache_key, sha256_file
 from .losses import ClastLoss, lpips_from_config, content_loss, CONTENT_LAYERS
 from .data import seed_everything, pick_device, train_transform
@@ -533,7 +533,6 @@ def plot_stylized(ev2: dict, max_photos: int = 2):
     names, x = ev2['artists'], ev2['photos'][:max_photos]
     cols = 1 + 2 * len(x)
     fig, axes = plt.subplots(len(names) + 1, cols, figsize=(1.3 * cols, 1.3 * (len(names) + 1)), squeeze=False)
-    show = lambda ax, im, t='': (ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy()), ax.set_title(t, fontsize=6), ax.axis('off'))
     for ax in axes[0]: ax.axis('off')
     for j, p in enumerate(x): show(axes[0, 1 + 2*j], p, 'photo')
     for a, name in enumerate(names):
