@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 help:
 	@echo "make test              export/clean check, notebook tests, pytest"
 	@echo "make test-slow         the same, also running '#| slow' cells"
-	@echo "make reproduce PROFILE=toy|paper   run the experiment chain with papermill into runs/<profile>, figures/<profile>"
+	@echo "make reproduce PROFILE=toy|paper [OVERRIDES=\"key=value ...\"]   run the experiment chain with papermill into runs/<profile>, figures/<profile>"
 	@echo "make bench             CPU benchmarks -> figures/bench/cpu.json"
 	@echo "make build-scan        compile the CPU selective scan once (cached outside the repo; backend auto then uses it)"
 
@@ -52,8 +52,9 @@ test: venv check-sync nbtest pytest
 test-slow: NBFLAGS = --flags slow
 test-slow: test
 
+# the paper profile needs its data and weights: make reproduce PROFILE=paper OVERRIDES="data.wikiart=... data.coco=... vgg.weights=..."
 reproduce: venv
-	$(PY) -m clast.chain --profile $(PROFILE)
+	$(PY) -m clast.chain --profile $(PROFILE) $(OVERRIDES)
 
 smoke: venv
 	$(PY) -m clast.chain --profile smoke

@@ -45,6 +45,9 @@ def run_chain(profile: str = 'toy', seed: int = 0, only: str = None, overrides: 
     "Execute the experiment notebooks in order; return {notebook: seconds}. Raises `ChainError` naming the failing notebook and cell."
     import papermill as pm
     cfg = get_config(profile, overrides)
+    if not cfg.miniature:   # real data: every input the profile reads is checked in seconds, before a notebook starts
+        from clast.train import preflight
+        preflight(cfg)      # AssetError (one line: the config key and how to supply it)
     root = repo_root()
     out = root/cfg.runs_dir; out.mkdir(parents=True, exist_ok=True)
     nbs = [p for p in chain_notebooks(root/'nbs') if not only or re.search(only, p.name)]
@@ -82,6 +85,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try: times = run_chain(a.profile, a.seed, a.only, a.overrides)
     except ChainError as e: sys.exit(f"[chain] FAILED: {e}")
+    except Exception as e:   # a missing input (clast.sources.AssetError, exit code 2): one line, no traceback
+        if getattr(e, 'exit_code', None) != 2: raise
+        print(f"[chain] {e}", file=sys.stderr); sys.exit(2)
     print(f"[chain] {len(times)} notebooks, {sum(times.values()):.0f} s")
 
 # %% ../nbs/19b_chain.ipynb #c6446beb

@@ -17,9 +17,9 @@ from .toyworld import build_world, world_artists_for, cached_weights, judge_from
 __all__ = ['IMAGE_EXTS', 'PREP', 'VGG16_FILE', 'JUDGE_VERSION', 'VGG_NORMALISED_URL', 'AssetError', 'world_artists',
            'world_paintings', 'world_photos', 'world_hash', 'artist_name', 'WikiArtFolder', 'WikiArtParquet',
            'PhotoFolderSet', 'split_paintings', 'split_photos', 'square', 'DataSource', 'WorldSource', 'RealSource',
-           'source_from_config', 'heldout_photos', 'reference_paintings', 'sample_seed', 'load_crop', 'TrainBatches',
-           'vgg16_weights_path', 'RealJudge', 'load_vgg16_trunk', 'judge_artists', 'train_real_judge', 'real_judge',
-           'judge_from_config', 'aesthetic_status']
+           'source_from_config', 'heldout_photos', 'reference_paintings', 'scarce_artist', 'eval_size', 'sample_seed',
+           'load_crop', 'TrainBatches', 'vgg16_weights_path', 'RealJudge', 'load_vgg16_trunk', 'judge_artists',
+           'train_real_judge', 'real_judge', 'judge_from_config', 'aesthetic_status']
 
 # %% ../nbs/03a_sources.ipynb #7871c84f
 class AssetError(RuntimeError):
@@ -325,6 +325,17 @@ def heldout_photos(cfg: Config, n: int = None, size: int = None) -> list:
 def reference_paintings(cfg: Config, size: int = None) -> torch.Tensor:
     "(n_artists,3,S,S): each artist's first held-out painting, the image-guided reference of every evaluation."
     return source_from_config(cfg).reference_paintings(size)
+
+# %% ../nbs/03a_sources.ipynb #3e925146
+def scarce_artist(source: DataSource):
+    "Index of the artist with the fewest training paintings (the last of those tied), or None when every artist has as many."
+    n = source.summary()['paintings_train']
+    if len(set(n)) < 2: return None
+    return max(a for a, c in enumerate(n) if c == min(n))
+
+def eval_size(cfg: Config) -> int:
+    "Side of `cfg`'s evaluation images: `world.image_size` in the miniature world, `data.eval_size` on real data."
+    return cfg.world.image_size if source_from_config(cfg).kind == 'world' else cfg.data.eval_size
 
 # %% ../nbs/03a_sources.ipynb #ec29d770
 def sample_seed(seed: int, stage: str, step: int, pos: int) -> int:
