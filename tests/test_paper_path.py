@@ -138,3 +138,43 @@ def test_world_fig2_reads_the_heldout_split(paper_run):
     assert all((tmp/'figures'/'paper'/f).stat().st_size > 0 for f in ('fig2_correlation.png', 'fig2_accuracy.png'))
     assert not (tmp/'data'/'paper'/'world').exists() and not (ROOT/'data'/'paper'/'world').exists()   # the world was never built
     print('20_world seconds:', round(secs, 1))
+
+def test_experiment_notebooks_on_real_data(paper_run):
+    "24_ablations … 27_user_study under the paper profile: the stand-in WikiArt's artists and split, no world; what cannot be computed says why."
+    tmp, ov, env, _ = paper_run
+    # a missing data folder stops the chain in seconds, in one line, before any notebook starts
+    keep = [o for o in ov if not o.startswith('data.wikiart')]
+    r, secs = _run(['-m', 'clast.chain', '--profile', 'paper', '--only', '^2[4-7]_', *keep, f'paths.runs={tmp/"runs_empty"}'], env)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and 'data.wikiart is not set' in lines[0], r.stderr
+    assert not (tmp/'runs_empty').exists() and secs < 120, secs
+    r, secs = _run(['-m', 'clast.chain', '--profile', 'paper', '--only', '^2[4-7]_', *ov, 'exp.video_frames=3'], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    fig = tmp/'figures'/'paper'
+    data = json.loads((tmp/'runs'/'paper'/'train'/'stage2'/'run.json').read_text())['data']
+    js = {n: json.loads((fig/f'{n}.json').read_text())
+          for n in ('table3_loss_ablation', 'table4_fusion_ablation', 'video', 'failures', 'user_study')}
+    for n, j in js.items(): assert j['_meta']['profile'] == 'paper' and not j['_meta']['miniature'], n
+    # 24: exp.ablation_iters=0 trains no row, and both tables say so
+    for n in ('table3_loss_ablation', 'table4_fusion_ablation'): assert 'exp.ablation_iters=0' in js[n]['skipped'] and not js[n]['rows'], n
+    # 25: the clip is a held-out COCO photo at data.eval_size, every method scored for every stand-in artist
+    v = js['video']
+    assert v['artists'] == NAMES and v['data_kind'] == 'real' and v['size'] == 64 and v['n_frames'] == 3
+    assert set(v['rows']) == {'input clip', 'CLAST text', 'CLAST image', 'AdaIN (per frame)', 'control: new painting per frame'}
+    assert all(len(r['per_artist_error']) == (1 if m == 'input clip' else len(NAMES)) for m, r in v['rows'].items())
+    # 26: the scarce artist is the one with the fewest training paintings of the split (not the world's last artist)
+    f = js['failures']
+    n_train = data['paintings_train']
+    assert f['artists'] == NAMES and f['data_kind'] == 'real' and f['scarce_skipped'] is None
+    assert f['scarce_artist'] == NAMES[n_train.index(min(n_train))] == 'El Greco' and f['scarce']['train_paintings'] == min(n_train)
+    assert [r['train_paintings'] for r in f['per_artist']] == n_train and [r['scarce'] for r in f['per_artist']] == [False, True, False]
+    assert f['clip'] == 'CLIP ViT-B-32-quickgelu' and f['context_length'] == 77 and f['n_photos'] == 1
+    # 27: a questionnaire on the stand-in artists, no scores until participants answer
+    u = js['user_study']
+    from clast.study import NO_ANSWERS
+    assert u['artists'] == NAMES and u['data_kind'] == 'real' and u['status'] == NO_ANSWERS and u['mos'] is None
+    assert u['n_questions'] == len(NAMES) * 3 and 'WikiArt' in (tmp/'runs'/'paper'/'user_study'/'questionnaire.html').read_text()
+    from PIL import Image
+    for png in ('fig7_video.png', 'fig8_failures.png', 'fig6_user_study.png'): assert Image.open(fig/png).text['profile'] == 'paper', png
+    assert not (tmp/'data'/'paper'/'world').exists() and not (ROOT/'data'/'paper'/'world').exists()   # the world was never built
+    print('24-27 seconds:', round(secs, 1), CPU)
