@@ -80,8 +80,8 @@ def _check_first_stylize(r, work, home):
     assert im.format == 'PNG' and im.size == (512, 384)
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason='clast/assets/toy.safetensors is not built yet (nbs/14_cli.ipynb: build_toy_asset from a finished toy run)')
 def test_first_stylize_with_the_shipped_toy_model(installed, tmp_path):
+    assert SHIPPED.is_file(), 'clast/assets/toy.safetensors is missing (nbs/21_train.ipynb rebuilds it: make reproduce PROFILE=toy)'
     env, py, site = installed
     assert (site/'clast'/'assets'/'toy.safetensors').is_file()                               # package data made it into the wheel
     r, wall, work, home = _first_stylize(tmp_path, env)
