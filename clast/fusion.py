@@ -8,8 +8,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from .ssm import Mamba
 
 # %% auto #0
-__all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'LinearAttention', 'Mlp', 'FusionBlock', 'Transform',
-           'make_fusion']
+__all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'LinearAttention', 'Mlp', 'FusionBlock', 'Transform']
 
 # %% ../nbs/07_fusion.ipynb #2785eca1
 def mvn(x, eps: float = 1e-5):
@@ -100,7 +99,3 @@ class Transform(nn.Module):
     def forward(self, cond, feats):
         if cond.dim() == 3: cond = cond.squeeze(1)
         return [getattr(self, f'sanet{k}')(key, cond) for k, key in enumerate(multilevel_keys(feats))]
-
-def make_fusion(kind: str, C: int, out_ch: int, cond_dim: int, **kw) -> FusionBlock:
-    "One fusion block of variant `kind` (see `VARIANTS`)."
-    return FusionBlock(C, out_ch, cond_dim, kind, **kw)
