@@ -174,7 +174,7 @@ def run_chain_cmd(a, only=None) -> int:
     except ChainError as e: raise CliError(one_line(e)) from None
     except FileNotFoundError as e: raise CliError(f"{one_line(e)}") from None
     if not times: raise CliError(f"no experiment notebook matches --only {a.only!r} in nbs/; see `ls nbs/2*.ipynb`")
-    print(f"clast: {len(times)} notebooks in {sum(times.values()):.0f} s; figures in {get_config(a.profile).figures_dir}")
+    print(f"clast: {len(times)} notebooks in {sum(times.values()):.0f} s; figures in {get_config(a.profile, a.overrides).figures_dir}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #d89ca3cc

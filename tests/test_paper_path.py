@@ -147,7 +147,7 @@ def test_experiment_notebooks_on_real_data(paper_run):
     r, secs = _run(['-m', 'clast.chain', '--profile', 'paper', '--only', '^2[4-7]_', *keep, f'paths.runs={tmp/"runs_empty"}'], env)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert r.returncode == 2 and len(lines) == 1 and 'data.wikiart is not set' in lines[0], r.stderr
-    assert not (tmp/'runs_empty').exists() and secs < 120, secs
+    assert not (tmp/'runs_empty').exists() and CPU['-m clast.chain --profile'] < 30, CPU   # seconds of CPU (wall time on a loaded machine says little)
     r, secs = _run(['-m', 'clast.chain', '--profile', 'paper', '--only', '^2[4-7]_', *ov, 'exp.video_frames=3'], env)
     assert r.returncode == 0, r.stderr[-3000:]
     fig = tmp/'figures'/'paper'
