@@ -18,8 +18,8 @@ from .ssm import selective_scan, resolve_backend, scan_build_present, mamba_inpu
 __all__ = ['CASES', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory', 'bench_scan',
            'bench_scan_all', 'psnr', 'time_pair', 'paper_model', 'bench_e2e', 'fusion_inputs', 'fusion_module',
            'attention_matrix_bytes', 'bench_fusion', 'fusion_ratios', 'bench_scaling', 'available_bytes',
-           'bench_memory', 'train_step_case', 'bench_train', 'device_string', 'run_all', 'summary_rows', 'run_cuda',
-           'main']
+           'bench_memory', 'train_step_case', 'bench_train', 'train_step_flops', 'device_string', 'run_all',
+           'summary_rows', 'run_cuda', 'main']
 
 # %% ../nbs/13_bench.ipynb #56fdef36
 def sync(device) -> None:
@@ -433,6 +433,14 @@ def bench_train(profile: str = 'toy', batch: int = None, backends=('torch', 'cpp
     return dict(profile=profile, batch=n, crop=get_config(profile).train.stage2.crop_size, backends=list(backends),
                 **{f'{a}_step_s': ta['median_s'], f'{b}_step_s': tb['median_s'], f'{a}_steps_per_s': 1 / ta['median_s'],
                    f'{b}_steps_per_s': 1 / tb['median_s']}, after_over_before=tb['median_s'] / ta['median_s'])
+
+# %% ../nbs/13_bench.ipynb #b7e11a05
+def train_step_flops(profile: str = 'toy', batch: int = 1, backend: str = 'auto') -> int:
+    "Matmul + convolution FLOPs (forward and backward) of one stage-2 step of `profile` at `batch` photos, as counted by `torch.utils.flop_counter`."
+    from torch.utils.flop_counter import FlopCounterMode
+    step = train_step_case(profile, backend, batch)
+    with FlopCounterMode(display=False) as fc: step()
+    return fc.get_total_flops()
 
 # %% ../nbs/13_bench.ipynb #4f5837f1
 def device_string(device='cpu') -> str:

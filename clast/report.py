@@ -4,13 +4,13 @@
 
 # %% ../nbs/00b_report.ipynb #b0a1e005
 from __future__ import annotations
-import json, subprocess, time, platform
+import json, os, subprocess, time, platform
 from pathlib import Path
 from .infra import atomic_write
-from .config import Config
+from .config import Config, project_root
 
 # %% auto #0
-__all__ = ['git_commit', 'stamp', 'caption', 'save_json', 'markdown_table', 'save_table', 'save_figure', 'show']
+__all__ = ['git_commit', 'stamp', 'caption', 'save_json', 'portable', 'markdown_table', 'save_table', 'save_figure', 'show']
 
 # %% ../nbs/00b_report.ipynb #a0f35990
 def git_commit(short: bool = True) -> str:
@@ -42,7 +42,16 @@ def save_json(obj, path, cfg: Config, **extra) -> Path:
     path = Path(path)
     meta = stamp(cfg, **extra)
     doc = {**obj, '_meta': meta} if isinstance(obj, dict) else {'rows': obj, '_meta': meta}
-    return atomic_write(path, json.dumps(doc, indent=1, default=str) + '\n')
+    return atomic_write(path, json.dumps(portable(doc), indent=1, default=str) + '\n')
+
+def portable(obj, root=None):
+    "`obj` with every absolute path (a `Path`, or a string naming one) inside the checkout `root` (default: this one) written relative to it, so a committed table does not carry the machine's folders."
+    root = root or project_root()
+    if isinstance(obj, dict): return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [portable(v, root) for v in obj]
+    if root is None or not isinstance(obj, (str, Path)) or not os.path.isabs(str(obj)) or '\n' in str(obj): return obj
+    try: return Path(obj).resolve().relative_to(root).as_posix()
+    except ValueError: return obj
 
 def markdown_table(rows: list, columns=None, floatfmt: str = '.3f') -> str:
     "Render a list of dicts as a Markdown table."

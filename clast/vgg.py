@@ -28,13 +28,26 @@ def vgg19_features(width: float = 1.0) -> nn.Sequential:
     for v in VGG19_CFG:
         if v == 'M': layers.append(nn.MaxPool2d(2, 2, ceil_mode=False)); continue
         o = max(4, int(round(v * width)))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(c, o, 3), nn.ReLU(inplace=True)]; c = o
+        layers += [ReflectPad(1), nn.Conv2d(c, o, 3), nn.ReLU(inplace=True)]; c = o
     return nn.Sequential(*layers)
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'WORLD_VGG_VERSION', 'vgg19_features', 'VGGEncoder',
-           'conv_indices', 'load_vgg_normalised', 'load_torchvision_vgg19', 'seeded_init', 'Encoder', 'Decoder',
-           'train_vgg_autoencoder', 'world_vgg_dir', 'world_vgg', 'vgg_from_config']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'WORLD_VGG_VERSION', 'vgg19_features', 'ReflectPad',
+           'NearestUpsample', 'VGGEncoder', 'conv_indices', 'load_vgg_normalised', 'load_torchvision_vgg19',
+           'seeded_init', 'Encoder', 'Decoder', 'train_vgg_autoencoder', 'world_vgg_dir', 'world_vgg',
+           'vgg_from_config']
+
+# %% ../nbs/05_vgg.ipynb #e06507cc
+class ReflectPad(nn.ReflectionPad2d):
+    "`nn.ReflectionPad2d` that keeps the input's dtype under autocast (CPU autocast would pad in float32)."
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False): return super().forward(x)
+
+class NearestUpsample(nn.Upsample):
+    "`nn.Upsample(mode='nearest')` that keeps the input's dtype under autocast."
+    def __init__(self, scale_factor=2): super().__init__(scale_factor=scale_factor, mode='nearest')
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False): return super().forward(x)
 
 # %% ../nbs/05_vgg.ipynb #5e3e3efa
 class VGGEncoder(nn.Module):
@@ -120,7 +133,7 @@ class Encoder(nn.Module):
         return [getattr(self, f'adj_channel_{k}')(f[l]) for k, l in enumerate(self.LEVELS)]
 
 # %% ../nbs/05_vgg.ipynb #a0660142
-def _conv(i, o): return [nn.ReflectionPad2d(1), nn.Conv2d(i, o, 3)]
+def _conv(i, o): return [ReflectPad(1), nn.Conv2d(i, o, 3)]
 
 class Decoder(nn.Module):
     "CLAST's decoder_ViT4(isUseShallow=True): [S0 (c0, 1/4), S1 (c1, 1/8), S2 (c2, 1/16)] → image (3, H, W), ImageNet-normalised."
@@ -134,9 +147,9 @@ class Decoder(nn.Module):
         self.decoder_layer_1 = nn.Sequential(*_conv(c1, w(256)), IN(w(256)), nn.ReLU())
         self.decoder_layer_0 = nn.Sequential(
             *_conv(w(256) + c0, w(256)), IN(w(256)), nn.ReLU(), *_conv(w(256), w(256)), nn.ReLU(),
-            *_conv(w(256), w(128)), IN(w(128)), nn.ReLU(), nn.Upsample(scale_factor=2, mode='nearest'),
+            *_conv(w(256), w(128)), IN(w(128)), nn.ReLU(), NearestUpsample(2),
             *_conv(w(128), w(128)), nn.ReLU(), *_conv(w(128), w(64)), IN(w(64)), nn.ReLU(),
-            nn.Upsample(scale_factor=2, mode='nearest'), *_conv(w(64), w(64)), IN(w(64)), nn.ReLU(), *_conv(w(64), 3))
+            NearestUpsample(2), *_conv(w(64), w(64)), IN(w(64)), nn.ReLU(), *_conv(w(64), 3))
     def forward(self, feats):
         s0, s1, s2 = feats
         m = self.merge_feat12(F.interpolate(s2, scale_factor=2, mode='bilinear', align_corners=False))
