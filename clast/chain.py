@@ -8,9 +8,10 @@ import argparse, json, re, sys, time
 from pathlib import Path
 from .config import get_config, save_config, project_root
 from .report import save_json, stamp, git_commit
+from .infra import atomic_write
 
 # %% auto #0
-__all__ = ['repo_root', 'chain_notebooks', 'ChainError', 'run_chain', 'main']
+__all__ = ['repo_root', 'chain_notebooks', 'publish', 'ChainError', 'run_chain', 'main']
 
 # %% ../nbs/19b_chain.ipynb #bb5c59dc
 def repo_root() -> Path:
@@ -23,6 +24,22 @@ def chain_notebooks(nbs: Path = None, pattern: str = r'^[2-9]\d_.*\.ipynb$') -> 
     "Experiment notebooks in run order: `nbs/NN_*.ipynb` with NN ≥ 20."
     nbs = Path(nbs or repo_root()/'nbs')
     return sorted(p for p in nbs.iterdir() if re.match(pattern, p.name))
+
+# %% ../nbs/19b_chain.ipynb #4a83a002
+def publish(executed: Path, dest: Path) -> Path:
+    "Write the executed notebook `executed` to `dest` with its outputs, without execution counts, timings or papermill metadata."
+    import nbformat
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ('kernelspec', 'language_info')}
+    nb.metadata.get('language_info', {}).pop('version', None)
+    for c in nb.cells:
+        c.metadata = {k: v for k, v in c.metadata.items() if k == 'tags'}
+        if c.cell_type == 'code':
+            c.execution_count = None
+            for o in c.outputs:
+                if 'execution_count' in o: o.execution_count = None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(dest, nbformat.writes(nb) + '\n')
 
 # %% ../nbs/19b_chain.ipynb #918aa97f
 class ChainError(RuntimeError): pass
@@ -60,6 +77,7 @@ def run_chain(profile: str = 'toy', seed: int = 0, only: str = None, overrides: 
                                 kernel_name=kernel, language='python', cwd=str(root/'nbs'), progress_bar=False, log_output=False)
         except pm.PapermillExecutionError as e:
             raise ChainError(f"{nb.name} failed at {_failing_cell(dest)} (executed copy: {dest})") from None
+        publish(dest, root/cfg.figures_dir/'notebooks'/nb.name)
         times[nb.name] = round(time.time() - t0, 1)
         log(f"[chain] {nb.name} done in {times[nb.name]} s")
     if nbs:

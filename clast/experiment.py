@@ -86,12 +86,20 @@ def prompt(self: Experiment, a: int) -> str:
     return artist_prompts(self.cfg, [self.artists[a]])[0]
 
 @patch
-def save_figure(self: Experiment, fig, name: str, text: str = '', close: bool = True, **extra) -> Path:
-    "`report.save_figure` of `fig` as `cfg.figures_dir/name`; then the figure is closed unless `close=False`."
+def save_figure(self: Experiment, fig, name: str, text: str = '', close: bool = True, show: bool = True, **extra) -> Path:
+    "`report.save_figure` of `fig` as `cfg.figures_dir/name`, shown in the notebook as saved (caption included) if `show`; then closed unless `close=False`."
     import matplotlib.pyplot as plt
     path = save_figure(fig, self.cfg.figures_dir/name, self.cfg, text, **extra)
     if close: plt.close(fig)
+    if show and _in_notebook():
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
     return path
+
+def _in_notebook() -> bool:
+    try: from IPython import get_ipython
+    except ImportError: return False
+    return get_ipython() is not None
 
 @patch
 def save_json(self: Experiment, obj, name: str, **extra) -> Path:

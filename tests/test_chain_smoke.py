@@ -61,3 +61,14 @@ def test_artefacts_have_keys_and_stamp(smoke_chain):
     for p in pngs:
         from PIL import Image
         assert Image.open(p).text.get('profile') == 'smoke', p
+
+def test_published_notebooks_show_their_figures(smoke_chain):
+    "Each executed notebook is published next to the figures, outputs kept: every PNG it wrote is an image output in it."
+    import nbformat
+    nbs, times, figs = smoke_chain
+    for nb in times:
+        pub = nbformat.read(figs/'notebooks'/nb, as_version=4)
+        assert all(c.get('execution_count') is None for c in pub.cells if c.cell_type == 'code'), nb
+        images = sum('image/png' in o.get('data', {}) for c in pub.cells if c.cell_type == 'code' for o in c.outputs)
+        n_png = sum(a.endswith('.png') for a in EXPECTED.get(nb, {}))
+        assert images >= n_png, (nb, images, n_png)
