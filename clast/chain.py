@@ -26,10 +26,13 @@ def chain_notebooks(nbs: Path = None, pattern: str = r'^[2-9]\d_.*\.ipynb$') -> 
     return sorted(p for p in nbs.iterdir() if re.match(pattern, p.name))
 
 # %% ../nbs/19b_chain.ipynb #4a83a002
-def publish(executed: Path, dest: Path) -> Path:
-    "Write the executed notebook `executed` to `dest` with its outputs, without execution counts, timings or papermill metadata."
+def publish(executed: Path, dest: Path,
+            root: Path = None,   # the checkout: its path is cut from text outputs, so they name files as `runs/toy/...`
+           ) -> Path:
+    "Write the executed notebook `executed` to `dest` with its outputs, without execution counts, timings, papermill metadata or the machine's checkout path."
     import nbformat
     nb = nbformat.read(executed, as_version=4)
+    cut = (lambda s: s.replace(f'{root}/', '')) if root else (lambda s: s)
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ('kernelspec', 'language_info')}
     nb.metadata.get('language_info', {}).pop('version', None)
     for c in nb.cells:
@@ -38,6 +41,9 @@ def publish(executed: Path, dest: Path) -> Path:
             c.execution_count = None
             for o in c.outputs:
                 if 'execution_count' in o: o.execution_count = None
+                if 'text' in o: o.text = cut(o.text)
+                for k, v in o.get('data', {}).items():
+                    if k.startswith('text/') and isinstance(v, str): o.data[k] = cut(v)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(dest, nbformat.writes(nb) + '\n')
 
@@ -77,7 +83,7 @@ def run_chain(profile: str = 'toy', seed: int = 0, only: str = None, overrides: 
                                 kernel_name=kernel, language='python', cwd=str(root/'nbs'), progress_bar=False, log_output=False)
         except pm.PapermillExecutionError as e:
             raise ChainError(f"{nb.name} failed at {_failing_cell(dest)} (executed copy: {dest})") from None
-        publish(dest, root/cfg.figures_dir/'notebooks'/nb.name)
+        publish(dest, root/cfg.figures_dir/'notebooks'/nb.name, root)
         times[nb.name] = round(time.time() - t0, 1)
         log(f"[chain] {nb.name} done in {times[nb.name]} s")
     if nbs:
