@@ -29,21 +29,15 @@ def chain_notebooks(nbs: Path = None, pattern: str = r'^[2-9]\d_.*\.ipynb$') -> 
 def publish(executed: Path, dest: Path,
             root: Path = None,   # the checkout: its path is cut from text outputs, so they name files as `runs/toy/...`
            ) -> Path:
-    "Write the executed notebook `executed` to `dest` with its outputs, without execution counts, timings, papermill metadata or the machine's checkout path."
+    "Write the executed notebook `executed` to `dest` with its outputs, cleaned as nbdev-clean cleans nbs/ and without the machine's checkout path."
     import nbformat
+    from nbdev.clean import clean_nb
     nb = nbformat.read(executed, as_version=4)
-    cut = (lambda s: s.replace(f'{root}/', '')) if root else (lambda s: s)
-    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ('kernelspec', 'language_info')}
-    nb.metadata.get('language_info', {}).pop('version', None)
-    for c in nb.cells:
-        c.metadata = {k: v for k, v in c.metadata.items() if k == 'tags'}
-        if c.cell_type == 'code':
-            c.execution_count = None
-            for o in c.outputs:
-                if 'execution_count' in o: o.execution_count = None
-                if 'text' in o: o.text = cut(o.text)
-                for k, v in o.get('data', {}).items():
-                    if k.startswith('text/') and isinstance(v, str): o.data[k] = cut(v)
+    clean_nb(nb, allowed_cell_metadata_keys=['tags'])   # execution counts, timings and papermill metadata go; outputs stay
+    cut = lambda s: s.replace(f'{root}/', '') if root and isinstance(s, str) else s
+    for o in (o for c in nb.cells for o in c.get('outputs', [])):
+        if 'text' in o: o['text'] = cut(o['text'])
+        for k in [k for k in o.get('data', {}) if k.startswith('text/')]: o['data'][k] = cut(o['data'][k])
     dest.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(dest, nbformat.writes(nb) + '\n')
 

@@ -38,16 +38,17 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_CFG', 'TAPS', 'SLICES', 'WORL
            'vgg_from_config']
 
 # %% ../nbs/05_vgg.ipynb #e06507cc
-class ReflectPad(nn.ReflectionPad2d):
-    "`nn.ReflectionPad2d` that keeps the input's dtype under autocast (CPU autocast would pad in float32)."
+class _KeepDtype:
+    "Mixin: the module's forward with autocast off, so it computes in its input's dtype (for modules that only move values)."
     def forward(self, x):
         with torch.autocast(x.device.type, enabled=False): return super().forward(x)
 
-class NearestUpsample(nn.Upsample):
+class ReflectPad(_KeepDtype, nn.ReflectionPad2d):
+    "`nn.ReflectionPad2d` that keeps the input's dtype under autocast (CPU autocast would pad in float32)."
+
+class NearestUpsample(_KeepDtype, nn.Upsample):
     "`nn.Upsample(mode='nearest')` that keeps the input's dtype under autocast."
     def __init__(self, scale_factor=2): super().__init__(scale_factor=scale_factor, mode='nearest')
-    def forward(self, x):
-        with torch.autocast(x.device.type, enabled=False): return super().forward(x)
 
 # %% ../nbs/05_vgg.ipynb #5e3e3efa
 class VGGEncoder(nn.Module):
