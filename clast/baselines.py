@@ -14,7 +14,7 @@ from .config import Config, StageCfg
 from .report import stamp
 from .infra import atomic_write, cache_key, sha256_file
 from .sources import source_from_config, TrainBatches
-from .vgg import VGGEncoder, vgg_from_config
+from .vgg import VGGEncoder, vgg_from_config, ReflectPad, NearestUpsample
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
 from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, provenance
 from .sources import reference_paintings
@@ -40,7 +40,7 @@ def adain(content: torch.Tensor,   # (B,C,H,W) content features
 # %% ../nbs/12_baselines.ipynb #0f8a6f9b
 ADAIN_STYLE_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')
 
-def _c(i, o, relu=True): return [nn.ReflectionPad2d(1), nn.Conv2d(i, o, 3)] + ([nn.ReLU()] if relu else [])
+def _c(i, o, relu=True): return [ReflectPad(1), nn.Conv2d(i, o, 3)] + ([nn.ReLU()] if relu else [])
 
 class AdaINNet(nn.Module):
     "AdaIN style transfer: frozen `vgg` to relu4_1 → AdaIN → trainable mirrored decoder; images in [0,1]."
@@ -50,7 +50,7 @@ class AdaINNet(nn.Module):
         self.vgg = vgg.requires_grad_(False)
         ch = vgg.channels; w = lambda t: max(4, int(round(ch[t] * width)))
         c4, c3, c2, c1 = ch['relu4_1'], w('relu3_1'), w('relu2_1'), w('relu1_1')
-        up = lambda: nn.Upsample(scale_factor=2, mode='nearest')
+        up = lambda: NearestUpsample(2)
         self.decoder = nn.Sequential(*_c(c4, c3), up(), *_c(c3, c3), *_c(c3, c3), *_c(c3, c3), *_c(c3, c2), up(),
                                      *_c(c2, c2), *_c(c2, c1), up(), *_c(c1, c1), *_c(c1, 3, relu=False))
     def train(self, mode: bool = True):
