@@ -9,14 +9,14 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save, load_file
-from tqdm.auto import tqdm
 from .config import Config, StageCfg
 from .report import stamp
 from .infra import atomic_write, cache_key, sha256_file
 from .sources import source_from_config, TrainBatches
 from .vgg import VGGEncoder, vgg_from_config, ReflectPad, NearestUpsample
 from .losses import directional_clip_loss, content_loss, CONTENT_LAYERS
-from .train import training_data, make_batch, seeded, step_seed, JsonlLog, artist_prompts, provenance
+from .train import training_data, make_batch, seeded, step_seed, artist_prompts, provenance
+from .loop import fit, JsonlLog
 from .sources import reference_paintings
 
 # %% auto #0
@@ -143,10 +143,7 @@ def train_adain(cfg: Config,                 # profile (seed, world, VGG; defaul
         torch.manual_seed(cfg.seed)
         net = AdaINNet(vgg_from_config(cfg), width=st['width']).train()
         opt = torch.optim.Adam(net.decoder.parameters(), lr=st['lr'])
-        log = JsonlLog(run/'log.jsonl')
-        log_every = max(1, st['iters'] // 50)
-        t0, terms = time.time(), {}
-        for step in tqdm(range(st['iters']), desc=f'{cfg.profile} adain', disable=not progress, mininterval=1.0):
+        def one_step(step):
             with seeded(step_seed(cfg.seed, 'adain', step)):
                 if batches is not None: cb, sb, _ = batches.batch(step)
                 else:
@@ -154,14 +151,14 @@ def train_adain(cfg: Config,                 # profile (seed, world, VGG; defaul
                     ik = torch.randint(len(data['paintings']), (st['batch_size'],))
                     cb = make_batch(data['photos'], ip, st['load_size'], st['crop_size'])
                     sb = make_batch(data['paintings'], ik, st['load_size'], st['crop_size'])
-            loss, terms = adain_loss(net, cb, sb, st['style_weight'])
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            if (step + 1) % log_every == 0 or step + 1 == st['iters']:
-                log.write({'step': step + 1, 'seconds': round(time.time() - t0, 3), **{k: float(v) for k, v in terms.items()}})
+            return adain_loss(net, cb, sb, st['style_weight'])
+        t0 = time.time()
+        terms = fit(one_step, opt, st['iters'], log=JsonlLog(run/'log.jsonl'), log_every=max(1, st['iters'] // 50),
+                    desc=f'{cfg.profile} adain', progress=progress)
         secs = time.time() - t0
         atomic_write(out, save({k: v.contiguous() for k, v in net.decoder.state_dict().items()}, metadata={'format': 'clast-adain'}))
         info = {'complete': True, 'fingerprint': fp, 'settings': st, 'seconds': round(secs, 2),
-                'it_s': round(st['iters'] / max(secs, 1e-9), 3), 'last': {k: float(v) for k, v in terms.items()},
+                'it_s': round(st['iters'] / max(secs, 1e-9), 3), 'last': terms,
                 'sha256': sha256_file(out), 'stamp': stamp(cfg)}
         atomic_write(run/'run.json', json.dumps(info, indent=1, default=str))
     return out
@@ -209,21 +206,21 @@ def clipstyler(cfg: Config,                       # profile (default steps, seed
         f_src = vgg(x, taps=CONTENT_LAYERS)
     z = torch.logit(x.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            y = torch.sigmoid(z)
-            terms = {'global': directional_clip_loss(clip.encode_image(y), e_src, tt, ts)}
-            if patch_weight > 0 and n_crops > 0:
-                ii = torch.randint(0, H - cs + 1, (N, n_crops), generator=gen).tolist()
-                jj = torch.randint(0, W - cs + 1, (N, n_crops), generator=gen).tolist()
-                crops = torch.stack([y[b, :, i:i + cs, j:j + cs] for b in range(N) for i, j in zip(ii[b], jj[b])])
-                terms['patch'] = directional_clip_loss(clip.encode_image(crops), e_src.repeat_interleave(n_crops, 0),
-                                                       tt.repeat_interleave(n_crops, 0), ts)
-            terms['content'] = content_loss(vgg(y, taps=CONTENT_LAYERS), f_src)
-            loss = global_weight * terms['global'] + patch_weight * terms.get('patch', 0.) + content_weight * terms['content']
-            if tv_weight > 0: terms['tv'] = _tv(y); loss = loss + tv_weight * terms['tv']
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            if history is not None: history.append({'total': loss.item(), **{k: v.item() for k, v in terms.items()}})
+    def one_step(_):
+        y = torch.sigmoid(z)
+        terms = {'global': directional_clip_loss(clip.encode_image(y), e_src, tt, ts)}
+        if patch_weight > 0 and n_crops > 0:
+            ii = torch.randint(0, H - cs + 1, (N, n_crops), generator=gen).tolist()
+            jj = torch.randint(0, W - cs + 1, (N, n_crops), generator=gen).tolist()
+            crops = torch.stack([y[b, :, i:i + cs, j:j + cs] for b in range(N) for i, j in zip(ii[b], jj[b])])
+            terms['patch'] = directional_clip_loss(clip.encode_image(crops), e_src.repeat_interleave(n_crops, 0),
+                                                   tt.repeat_interleave(n_crops, 0), ts)
+        terms['content'] = content_loss(vgg(y, taps=CONTENT_LAYERS), f_src)
+        loss = global_weight * terms['global'] + patch_weight * terms.get('patch', 0.) + content_weight * terms['content']
+        if tv_weight > 0: terms['tv'] = _tv(y); loss = loss + tv_weight * terms['tv']
+        return loss, terms
+    record = None if history is None else lambda s, loss, t: history.append({'total': loss.item(), **{k: v.item() for k, v in t.items()}})
+    with torch.enable_grad(): fit(one_step, opt, steps, after_step=record, progress=False)
     out = torch.sigmoid(z).detach()
     return out[0] if single else out
 

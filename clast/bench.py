@@ -13,6 +13,7 @@ from .config import get_config
 from .report import git_commit, markdown_table, save_json
 from .inference import InferenceOpts, prepare, FP32, FAST_CPU, cpu_bf16_native, cpu_candidates, auto_opts
 from .ssm import selective_scan, resolve_backend, scan_build_present, mamba_inputs, chunked_scan
+from .loop import fit
 
 # %% auto #0
 __all__ = ['CASES', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory', 'bench_scan',
@@ -416,14 +417,12 @@ def train_step_case(profile: str = 'toy',   # config profile: its model, loss an
     unit = lambda t: t / t.norm(dim=-1, keepdim=True)
     t_all, t_src = unit(torch.randn(n, d, generator=g)), unit(torch.randn(d, generator=g))
     labels = torch.arange(n)
-    def step():
-        opt.zero_grad(set_to_none=True)
+    def one_step(_):
         with torch.no_grad(): c_img = model.embed_style(paints)
         out_t, out_i = model(torch.cat([photos, photos]), torch.cat([t_all, c_img])).split(n)
         loss, _ = crit(photos, paints, labels, out_t, out_i, t_all, t_src)
-        loss.backward(); opt.step()
-        return loss.item()
-    return step
+        return loss, {'loss': loss.detach()}
+    return lambda: fit(one_step, opt, 1, progress=False)['loss']   # one step of the training loop itself
 
 def bench_train(profile: str = 'toy', batch: int = None, backends=('torch', 'cpp'), repeats: int = 3, warmup: int = 1) -> dict:
     "Seconds per stage-2 step for two scan backends, interleaved; `after_over_before` = time(second) / time(first)."

@@ -15,6 +15,7 @@ from open_clip import factory as _oc_factory
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from .config import Config, ClipCfg, anchor
 from .infra import atomic_folder, cache_key, online, sha256_file
+from .loop import fit
 
 # %% auto #0
 __all__ = ['SOURCE_TEXT', 'PAINTING_TEMPLATES', 'PHOTO_TEXTS', 'MINI_NAMES', 'MINI_CODE_VERSION', 'prompt', 'mini_model_config',
@@ -346,7 +347,7 @@ def train_mini_clip(world,                    # the world (`clast.toyworld.build
     warm = max(1, ccfg.train_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, ccfg.train_steps)))))
     t0, losses = time.time(), []
-    for step in range(ccfg.train_steps):
+    def one_step(step):
         x, texts = sample_groups(paintings, labels, photos, n_groups, ccfg.image_size, gen, artists=artists)
         x = (x - torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)) / torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
         fi = model.encode_image(x, normalize=True).view(n_groups, K + 1, -1)
@@ -354,11 +355,13 @@ def train_mini_clip(world,                    # the world (`clast.toyworld.build
         scale = model.logit_scale.exp()
         if ccfg.loss == 'siglip': loss = sum(loss_fn(fi[g], ft[g], scale, model.logit_bias) for g in range(n_groups)) / n_groups
         else: loss = sum(loss_fn(fi[g], ft[g], scale) for g in range(n_groups)) / n_groups
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+        return loss, {'loss': loss.detach()}
+    def after(s1, loss, terms):
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss))
-        if log and (step % max(1, ccfg.train_steps // 10) == 0 or step == ccfg.train_steps - 1):
-            log(f"[{name}] step {step + 1}/{ccfg.train_steps} loss {losses[-1]:.3f} ({time.time() - t0:.0f} s)")
+        losses.append(loss.item())
+        if log and ((s1 - 1) % max(1, ccfg.train_steps // 10) == 0 or s1 == ccfg.train_steps):
+            log(f"[{name}] step {s1}/{ccfg.train_steps} loss {losses[-1]:.3f} ({time.time() - t0:.0f} s)")
+    fit(one_step, opt, ccfg.train_steps, sched=sched, after_step=after, progress=False)
     model.eval()
     return model, dict(seconds=round(time.time() - t0, 1), steps=ccfg.train_steps, groups_per_batch=n_groups,
                        first_loss=losses[0] if losses else None, final_loss=float(np.mean(losses[-10:])) if losses else None)

@@ -10,6 +10,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import Config, StageCfg, anchor
 from .infra import cache_key, sha256_file
+from .loop import fit
 from .data import load_image, slug, read_artist_list, artist_matches, ImageError
 from .toyworld import build_world, world_artists_for, cached_weights, judge_from_config as world_judge
 
@@ -504,10 +505,12 @@ def train_real_judge(cfg: Config, source: DataSource, log=print) -> tuple:
     steps = [plan(s) for s in range(d.judge_steps)]
     loader = torch.utils.data.DataLoader(ds, batch_sampler=steps, num_workers=d.num_workers, collate_fn=lambda b: b)
     opt = torch.optim.Adam(judge.parameters(), lr=d.judge_lr)
-    from tqdm.auto import tqdm
-    for s, b in enumerate(tqdm(loader, total=d.judge_steps, desc='real judge', mininterval=2, disable=None)):
+    batches = iter(loader)
+    def one_step(_):
+        b = next(batches)
         x = torch.stack([t for _, t, _ in b]).to(dev); y = torch.tensor([l for _, _, l in b], device=dev)
-        loss = F.cross_entropy(judge(x), y); opt.zero_grad(); loss.backward(); opt.step()
+        loss = F.cross_entropy(judge(x), y); return loss, {'ce': loss.detach()}
+    fit(one_step, opt, d.judge_steps, desc='real judge', progress=None, mininterval=2)
     held, hits = [(k, remap[l]) for k, l in source.paintings('test') if l in remap], 0
     for i in range(0, len(held), 64):   # in chunks: a real held-out split is thousands of paintings
         chunk = held[i:i + 64]

@@ -14,6 +14,7 @@ from filelock import FileLock
 from scipy import ndimage as ndi
 from .config import Config, get_config
 from .infra import atomic_folder, cache_key, sha256_file, short_hash
+from .loop import fit
 
 # %% auto #0
 __all__ = ['PALETTES', 'ARTISTS', 'RENDERERS', 'PHOTO_NAMES', 'WORLD_VERSION', 'Artist', 'world_artists_for', 'composition',
@@ -338,11 +339,13 @@ def train_judge(world: World, steps: int, seed: int = 0, batch_size: int = 32, l
     wts = (1.0 / torch.bincount(y).float())[y]
     crop = min(x.shape[-1], 64)   # native-resolution crops: texture kept, cost low
     judge.train()
-    for s in range(steps):
+    def one_step(s):
         idx = torch.multinomial(wts, batch_size, replacement=True, generator=gen)
         loss = F.cross_entropy(judge(_augment(x[idx], gen, crop)), y[idx])
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        if log and (s % 100 == 0 or s == steps - 1): log(f"[judge] step {s} loss {loss.item():.3f}")
+        return loss, {'ce': loss.detach()}
+    def report(s1, loss, terms):
+        if log and ((s1 - 1) % 100 == 0 or s1 == steps): log(f"[judge] step {s1 - 1} loss {loss.item():.3f}")
+    fit(one_step, opt, steps, sched=sched, after_step=report, progress=False)
     acc = float((judge.predict(xt) == yt).float().mean())
     return judge.eval(), acc
 

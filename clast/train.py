@@ -12,7 +12,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from filelock import FileLock
 from safetensors.torch import save_file, load_file
-from tqdm.auto import tqdm
 from .config import Config, StageCfg, VggCfg, LossCfg, get_config, save_config, anchor
 from .report import stamp, show
 from .infra import atomic_folder, atomic_write, cache_key, sha256_file
@@ -24,12 +23,13 @@ from .sources import (source_from_config, judge_from_config, TrainBatches, Asset
                            VGG16_FILE, VGG_NORMALISED_URL, _need, _is_path)
 from .vgg import vgg_from_config, WORLD_VGG_VERSION
 from .model import CLAST
+from .loop import fit, JsonlLog, read_log
 
 # %% auto #0
 __all__ = ['STAGE1_LOSS', 'step_seed', 'seeded', 'trainable_state', 'save_checkpoint', 'latest_checkpoint', 'checkpoint_meta',
-           'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'JsonlLog', 'read_log', 'loss_vgg',
-           'training_data', 'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point', 'preflight',
-           'stage1_indices', 'train_stage1', 'artist_prompts', 'train_stage2', 'plot_losses', 'plot_stylized']
+           'load_checkpoint', 'dist_info', 'shard', 'amp_context', 'make_scaler', 'loss_vgg', 'training_data',
+           'make_batch', 'lr_at', 'run_dir', 'provenance', 'RunConflict', 'resume_point', 'preflight', 'stage1_indices',
+           'train_stage1', 'artist_prompts', 'train_stage2', 'plot_losses', 'plot_stylized']
 
 # %% ../nbs/10_train.ipynb #2ce5087e
 def step_seed(seed: int, stage: str, step: int, rank: int = 0) -> int:
@@ -157,24 +157,6 @@ def make_scaler(device: torch.device, enabled: bool):
     "A gradient scaler for fp16 autocast on CUDA; None otherwise (bf16 and fp32 need none)."
     if enabled and device.type == 'cuda' and not torch.cuda.is_bf16_supported(): return torch.amp.GradScaler('cuda')
     return None
-
-# %% ../nbs/10_train.ipynb #87cd6d7b
-class JsonlLog:
-    "Append-only JSONL log; `truncate(step)` drops lines after `step` (used when resuming)."
-    def __init__(self, path, enabled: bool = True): self.path, self.enabled = Path(path), enabled
-    def write(self, rec: dict):
-        if not self.enabled: return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
-    def truncate(self, step: int):
-        if not self.enabled or not self.path.exists(): return
-        keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step]
-        atomic_write(self.path, ''.join(l + '\n' for l in keep))
-
-def read_log(path) -> list:
-    "The records of a JSONL training log."
-    p = Path(path)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
 # %% ../nbs/10_train.ipynb #e288bf20
 def loss_vgg(model,        # a `CLAST`
@@ -308,31 +290,16 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
     if rank == 0: save_config(cfg, run/'config.json')
     ck_meta = {'fingerprint': fp, 'world_size': ws}
     end = sc.iters if stop_after is None else min(sc.iters, stop_after)
-    t0, last_t, last_s = time.time(), time.time(), start
-    bar = tqdm(range(start, end), initial=start, total=sc.iters, desc=f'{cfg.profile} {stage}', disable=not progress or rank != 0,
-               mininterval=1.0)
-    terms = {}
-    for step in bar:
-        opt.zero_grad(set_to_none=True)
-        for g in opt.param_groups: g['lr'] = lr_at(sc, step)
+    def one_step(step):
         with seeded(step_seed(cfg.seed, stage, step)):   # the same global batch on every rank; each keeps its slice
-            with amp_context(device, cfg.train.amp):
-                loss, terms = step_module(step)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler: scaler.step(opt); scaler.update()
-        else: opt.step()
-        s1 = step + 1
-        if s1 % sc.log_every == 0 or s1 == end:
-            terms = _mean_over_ranks(terms, ws, device)
-            now = time.time()
-            rec = {'step': s1, 'seconds': round(now - t0, 3), 'it_s': round((s1 - last_s) / max(now - last_t, 1e-9), 3),
-                   **{k: float(v) for k, v in terms.items()}}
-            last_t, last_s = now, s1
-            log.write(rec)
-            bar.set_postfix({k: f'{float(v):.3g}' for k, v in terms.items() if not math.isnan(float(v))})
-        if rank == 0 and (s1 % sc.ckpt_every == 0 or s1 == sc.iters):   # no extra save at stop_after: it simulates a kill
+            with amp_context(device, cfg.train.amp): return step_module(step)
+    def checkpoint(s1, loss, terms):   # no extra save at stop_after: it simulates a kill
+        if rank == 0 and (s1 % sc.ckpt_every == 0 or s1 == sc.iters):
             save_checkpoint(run/'ckpt', s1, modules, opt, scaler, keep=sc.keep_ckpts, meta=ck_meta)
-    bar.close()
+    t0 = time.time()
+    terms = fit(one_step, opt, end, start, lr=lambda s: lr_at(sc, s), scaler=scaler, log=log, log_every=sc.log_every,
+                reduce=lambda t: _mean_over_ranks(t, ws, device), after_step=checkpoint, total=sc.iters,
+                desc=f'{cfg.profile} {stage}', progress=progress and rank == 0)
     if end < sc.iters:   # stopped early (stop_after): resume later
         _barrier(ws); return latest_checkpoint(run/'ckpt')
     out = run/'model.safetensors'
@@ -340,7 +307,7 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
         model.save(out)
         info = {'stage': stage, 'complete': True, 'fingerprint': fp, 'iters': sc.iters, 'seconds_this_call': round(time.time() - t0, 1),
                 'resumed_from': start, 'world_size': ws, **({'resumed_world_size': ck_ws} if ck_ws not in (None, ws) else {}),
-                'last': {k: float(v) for k, v in terms.items()}, 'model_sha256': sha256_file(out), **meta, 'stamp': stamp(cfg)}
+                'last': terms, 'model_sha256': sha256_file(out), **meta, 'stamp': stamp(cfg)}
         atomic_write(run/'run.json', json.dumps(info, indent=1, default=str))
     _barrier(ws)   # no rank goes on (to stage 2, say) before rank 0 has written the model
     return out

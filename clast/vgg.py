@@ -9,10 +9,10 @@ from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from tqdm.auto import tqdm
 from .data import train_transform
 from .config import anchor
 from .infra import cache_key, online
+from .loop import fit
 from .toyworld import build_world, cached_weights
 from .clip import world_photos, world_paintings
 
@@ -179,10 +179,11 @@ def train_vgg_autoencoder(enc: VGGEncoder,        # seeded VGG, trained in place
         for p in enc.parameters(): p.requires_grad_(True)
         opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr)
         tf = train_transform(images.shape[-1], min(crop, images.shape[-1])); losses = []
-        for _ in tqdm(range(steps), desc='world VGG', disable=not progress, mininterval=5):
+        def one_step(_):
             x = torch.stack([tf(images[i].float() / 255) for i in torch.randint(len(images), (batch_size,))]).clamp(0, 1)
             loss = F.l1_loss(dec(enc(x, ('relu3_1',))['relu3_1']), x)
-            opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+            return loss, {'l1': loss.detach()}
+        fit(one_step, opt, steps, after_step=lambda s, loss, t: losses.append(loss.item()), desc='world VGG', progress=progress, mininterval=5)
     for p in enc.parameters(): p.requires_grad_(False)
     enc.eval()
     return {'steps': steps, 'l1_first': losses[0] if losses else None, 'l1_last': losses[-1] if losses else None,
