@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_bench.ipynb #f5cc9135
 from __future__ import annotations
-import argparse, gc, json, math, os, platform, resource, statistics, subprocess, sys, time
+import argparse, gc, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -19,8 +19,8 @@ from .loop import fit
 __all__ = ['CASES', 'FUSION_WIDTHS', 'FUSION_STRIDES', 'sync', 'time_it', 'loglog_slope', 'peak_memory', 'bench_scan',
            'bench_scan_all', 'psnr', 'time_pair', 'paper_model', 'bench_e2e', 'fusion_inputs', 'fusion_module',
            'attention_matrix_bytes', 'bench_fusion', 'fusion_ratios', 'bench_scaling', 'available_bytes',
-           'bench_memory', 'train_step_case', 'bench_train', 'train_step_flops', 'device_string', 'run_all',
-           'summary_rows', 'run_cuda', 'main']
+           'bench_memory', 'train_step_case', 'bench_train', 'train_step_flops', 'bench_cold_start', 'device_string',
+           'run_all', 'summary_rows', 'run_cuda', 'main']
 
 # %% ../nbs/13_bench.ipynb #56fdef36
 def sync(device) -> None:
@@ -441,6 +441,33 @@ def train_step_flops(profile: str = 'toy', batch: int = 1, backend: str = 'auto'
     with FlopCounterMode(display=False) as fc: step()
     return fc.get_total_flops()
 
+# %% ../nbs/13_bench.ipynb #150a50f3
+def _wall(args: list, env: dict) -> float:
+    "Seconds a fresh `python ARGS` takes; a failure raises with its last stderr line."
+    t = time.perf_counter(); r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env)
+    if r.returncode: raise RuntimeError(f"python {' '.join(map(str, args))} failed: {(r.stderr.strip().splitlines() or [r.returncode])[-1]}")
+    return time.perf_counter() - t
+
+def bench_cold_start(side: int = 256,      # the photo's side, pixels
+                     repeats: int = 3,     # fresh processes per case (medians), the cases interleaved
+                    ) -> dict:             # seconds per case, and `beyond_imports_s`
+    "Fresh-process seconds: `import torch`, `import open_clip`, `import clast.cli`, `clast --help`, and `clast stylize` of one photo with the shipped toy model."
+    import numpy as np
+    from PIL import Image
+    env = {**os.environ, 'CLAST_OFFLINE': '1', 'HF_HUB_OFFLINE': '1', 'PYTHONWARNINGS': 'ignore'}
+    with tempfile.TemporaryDirectory() as d:
+        photo = Path(d)/'photo.png'
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(photo)
+        cases = {'import_torch_s': ['-c', 'import torch'], 'import_open_clip_s': ['-c', 'import open_clip'],
+                 'import_cli_s': ['-c', 'import clast.cli'], 'help_s': ['-m', 'clast.cli', '--help'],
+                 'stylize_toy_s': ['-m', 'clast.cli', 'stylize', photo, '--checkpoint', 'toy', '--style', 'Claude Monet',
+                                   '-o', Path(d)/'out', '--device', 'cpu']}
+        times = {k: [] for k in cases}
+        for _ in range(repeats):
+            for k, a in cases.items(): times[k].append(_wall(a, env))
+    out = {k: statistics.median(v) for k, v in times.items()}
+    return dict(out, side=side, repeats=repeats, beyond_imports_s=out['stylize_toy_s'] - out['import_open_clip_s'])
+
 # %% ../nbs/13_bench.ipynb #4f5837f1
 def device_string(device='cpu') -> str:
     "What ran the benchmark: CPU model and cores (or GPU name), torch version and threads."
@@ -461,6 +488,9 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
                load_avg_start=os.getloadavg(), scan_backend=resolve_backend(scan_backend, 'cpu'),
                scan_backend_asked=scan_backend, scan_cpp_built=scan_build_present())
     log(f"selective scan: backend={scan_backend!r} runs {out['scan_backend']!r} (compiled scan built: {out['scan_cpp_built']})")
+    out['cold_start'] = cs = bench_cold_start(64 if quick else 256, repeats=1 if quick else 3)
+    log(f"cold start: import torch {cs['import_torch_s']:.2f} s, open_clip {cs['import_open_clip_s']:.2f} s, clast.cli {cs['import_cli_s']:.2f} s, "
+        f"--help {cs['help_s']:.2f} s; clast stylize {cs['side']}² (toy) {cs['stylize_toy_s']:.2f} s, {cs['beyond_imports_s']:.2f} s beyond the imports")
     # P4: the three scan shapes of the model at 512² (d_inner, L) = (128, 128²), (384, 64²), (1024, 32²)
     cases = [(256, 128), (64, 384)] if quick else [(16384, 128), (4096, 384), (1024, 1024)]
     out['p4_scan'] = [r for L, d in cases for r in bench_scan_all(Ls=(L,), ds=(d,), chunks=(64, 256),
@@ -534,7 +564,10 @@ def summary_rows(res: dict) -> list:
                  met=(res['max_side_stylized_24gib'] or 0) >= 4096, note='')] + [
             dict(metric=f"stage-2 steps/s, {r['profile']} (batch {r['batch']}, {r['crop']}²)",
                  value=f"{r['torch_steps_per_s']:.3g} → {r['cpp_steps_per_s']:.3g}", target='cpp ≥ torch',
-                 met=r['after_over_before'] <= 1.0, note='torch scan → compiled scan') for r in res.get('train_steps', [])]
+                 met=r['after_over_before'] <= 1.0, note='torch scan → compiled scan') for r in res.get('train_steps', [])] + [
+            dict(metric=f"CLI cold start: clast stylize {c['side']}², toy model (s)", value=f(c['stylize_toy_s']), target='imports + ~1 s',
+                 met=c['beyond_imports_s'] <= 2.0, note=f"of which import torch {c['import_torch_s']:.2f} s, open_clip {c['import_open_clip_s']:.2f} s; "
+                                                       f"clast --help {c['help_s']:.2f} s") for c in [res['cold_start']] if 'cold_start' in res]
 
 # %% ../nbs/13_bench.ipynb #e69817b1
 def run_cuda(sides=(512, 1024), repeats: int = 10, log=print) -> dict:

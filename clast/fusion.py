@@ -21,7 +21,9 @@ def multilevel_keys(feats):
     keys = []
     for k, f in enumerate(feats):
         parts = [mvn(F.interpolate(g, size=f.shape[-2:], mode='nearest')) for g in feats[:k]] + [mvn(f)]
-        keys.append(torch.cat(parts, 1))
+        if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():   # keep the layout (cat would give NCHW)
+            keys.append(torch.cat([p.permute(0, 2, 3, 1) for p in parts], -1).permute(0, 3, 1, 2))
+        else: keys.append(torch.cat(parts, 1))
     return keys
 
 # %% ../nbs/07_fusion.ipynb #5448c104
@@ -55,6 +57,11 @@ class Mlp(nn.Module):
         super().__init__(); self.fc1, self.act, self.fc2 = nn.Linear(C, C), nn.GELU(approximate='tanh'), nn.Linear(C, C)
     def forward(self, x): return self.fc2(self.act(self.fc1(x)))
 
+def _modulate(norm: nn.LayerNorm, x, shift, scale):
+    "`norm(x) * (1 + scale) + shift` in one pass over x: for one sample as the layer norm's own affine, else one addcmul."
+    if x.shape[0] == 1: return F.layer_norm(x, norm.normalized_shape, (1 + scale).reshape(-1), shift.reshape(-1), norm.eps)
+    return torch.addcmul(shift, norm(x), 1 + scale)
+
 MIXERS = ('mamba', 'attn', 'linattn')
 VARIANTS = {'adaln_ssm': ('mamba', 'adaln'), 'mamba_adain': ('mamba', 'adain'), 'attn_adain': ('attn', 'adain'),
             'attn_adaln': ('attn', 'adaln'), 'linattn_adain': ('linattn', 'adain'), 'linattn_adaln': ('linattn', 'adaln')}
@@ -75,17 +82,18 @@ class FusionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(C, eps=1e-6, elementwise_affine=False)
     def forward(self, key, cond):
         B, C, H, W = key.shape
-        x = key.flatten(2).transpose(1, 2)                      # (B, L, C), raster order
+        x = key.flatten(2).transpose(1, 2)                      # (B, L, C), raster order (no copy when key is channels-last)
         p = self.fs(cond)[:, None, :]
         if self.cond == 'adaln':
             sh1, sc1, g1, sh2, sc2, g2 = p.chunk(6, -1)
-            x = x + g1 * self.attn(self.norm1(x) * (1 + sc1) + sh1, (H, W))
-            x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
+            x = torch.addcmul(x, g1, self.attn(_modulate(self.norm1, x, sh1, sc1), (H, W)))
+            x = torch.addcmul(x, g2, self.mlp(_modulate(self.norm2, x, sh2, sc2)))
         else:
             sh, sc = p.chunk(2, -1)
             x = x + self.attn(self.norm1(x), (H, W)); x = x + self.mlp(self.norm2(x))
             x = F.layer_norm(x.transpose(1, 2), (H * W,)).transpose(1, 2) * (1 + sc) + sh   # AdaIN over space
-        return self.prepare_out(x.transpose(1, 2).reshape(B, C, H, W))
+        y = x.reshape(B, H, W, C).permute(0, 3, 1, 2)            # the tokens as a channels-last map
+        return self.prepare_out(y if key.is_contiguous(memory_format=torch.channels_last) else y.contiguous())
 
 # %% ../nbs/07_fusion.ipynb #7e5606eb
 class Transform(nn.Module):
