@@ -60,6 +60,7 @@ def register_mini_config(name: str,           # open_clip model name to register
     _oc_factory._MODEL_CONFIGS[name] = json.loads(json.dumps(model_cfg))
     return name
 
+# %% ../nbs/04_clip.ipynb #a0a34a6b
 class TokenizerError(RuntimeError):
     "A text tokenizer that cannot be had here (a missing package, or a hub download offline); the one-line message says what to supply."
 
@@ -104,6 +105,7 @@ def _hf_cached(repo: str) -> bool:
         return isinstance(try_to_load_from_cache(repo, 'tokenizer_config.json'), str)
     except Exception: return False
 
+# %% ../nbs/04_clip.ipynb #b99e96cd
 @contextmanager
 def quiet():
     "Silence Python warnings and the root logger below ERROR (open_clip logs 'No pretrained weights loaded' there) for a deliberate step."
@@ -115,6 +117,7 @@ def quiet():
             warnings.simplefilter('ignore'); yield
     finally: lg.setLevel(lvl)
 
+# %% ../nbs/04_clip.ipynb #f230bd4c
 register_mini_config(MINI_NAMES['clip'], mini_model_config(ClipCfg()))
 register_mini_config(MINI_NAMES['siglip'], mini_model_config(ClipCfg(loss='siglip')))
 
@@ -373,6 +376,7 @@ def mini_clip_dir(cfg: Config, which: str = 'clip') -> Path:
     "Cache folder of the mini model: `cfg.data_dir/models/mini_clip` or `.../mini_siglip`."
     return Path(cfg.data_dir)/'models'/('mini_clip' if which == 'clip' else 'mini_siglip')
 
+# %% ../nbs/04_clip.ipynb #14938aa9
 def _mini_inputs(cfg: Config, which: str, world) -> dict:
     ccfg = cfg.clip if which == 'clip' else cfg.siglip
     return dict(code=MINI_CODE_VERSION, section=asdict(ccfg), world=world_hash(world), seed=cfg.seed,
@@ -415,6 +419,7 @@ def build_mini_clip(cfg: Config,              # the configuration (profile, seed
         if log: log(f"[{ccfg.model}] trained in {stats['seconds']} s → {d}")
     return d/'open_clip_model.safetensors'
 
+# %% ../nbs/04_clip.ipynb #2917f7d5
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.npz')
 
 def weights_path(pretrained: str) -> str:
@@ -422,6 +427,7 @@ def weights_path(pretrained: str) -> str:
     if not pretrained or not (any(c in pretrained for c in '/\\') or pretrained.endswith(_WEIGHT_SUFFIXES)): return pretrained
     return str(anchor(Path(pretrained).expanduser()))
 
+# %% ../nbs/04_clip.ipynb #9cf219ec
 def clip_from_config(cfg: Config,             # the configuration
                      which: str = 'clip',     # 'clip' (`cfg.clip`) or 'siglip' (`cfg.siglip`)
                      device='cpu',            # torch device

@@ -51,6 +51,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(bg, im.convert('RGBA')).convert('RGB')
     return im.convert('RGB')   # L, 1, CMYK, YCbCr, RGB
 
+# %% ../nbs/02_data.ipynb #4d241bdf
 def load_image(path,                     # file to read
                max_size: int = None,     # if set, downscale so that the longer side is at most this
                max_pixels: int = MAX_PIXELS,  # refuse images with more pixels than this
@@ -160,6 +161,7 @@ def require_hub(what: str, manual: str):
     if not online('huggingface.co'):
         raise RuntimeError(f"{what}: the Hugging Face hub is unreachable (or CLAST_OFFLINE/HF_HUB_OFFLINE is set); {manual}")
 
+# %% ../nbs/02_data.ipynb #4cf0b4cc
 def read_artist_list(path) -> list:
     "An artist-name list (one per line; CRLF and blank lines tolerated, mojibake kept as is)."
     return [l.strip() for l in Path(path).read_text(encoding='utf-8', errors='replace').splitlines() if l.strip()]
@@ -173,6 +175,7 @@ def artist_matches(name: str, wanted) -> bool:
     s = slug(name)
     return s in wanted or any('-' not in w and s.endswith('-' + w) for w in wanted)
 
+# %% ../nbs/02_data.ipynb #0037ea74
 def export_imagefolder(records, out_dir, max_side: int = 512, log=print) -> int:
     "Write (PIL image, label name) records as `out_dir/<slug(label)>/<i>.jpg`, the longer side capped at `max_side`; returns the count."
     out, n = Path(out_dir), 0
@@ -184,6 +187,7 @@ def export_imagefolder(records, out_dir, max_side: int = 512, log=print) -> int:
         if n % 5000 == 0: log(f"[export] {n} images")
     return n
 
+# %% ../nbs/02_data.ipynb #87b8803b
 def parquet_shards(folder) -> list:
     "The parquet shards under `folder` (the `huggan/wikiart` layout keeps them in `data/train-*.parquet`), sorted."
     return sorted(str(p) for p in Path(folder).rglob('*.parquet'))
@@ -216,6 +220,7 @@ def wikiart_records(source: str = 'huggan/wikiart', artists=None, split: str = '
     for im, a in _labelled_rows(datasets.load_dataset(source, split=split, streaming=True)):
         if keep(a): yield im, a
 
+# %% ../nbs/02_data.ipynb #fdcf6e5d
 def coco_records(source: str = 'detection-datasets/coco', split: str = 'train'):
     "(image, 'photo') pairs from a hub COCO mirror or a local folder of COCO train2017 JPEGs."
     if Path(source).is_dir():

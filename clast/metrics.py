@@ -147,6 +147,7 @@ def aesthetic_head_path(cfg: Config = None, path=None) -> Path:
     base = cfg.data_dir if cfg is not None else Path('data/paper')
     return base/'models'/'laion_aesthetic'/AESTHETIC_FILE
 
+# %% ../nbs/11_metrics.ipynb #8293d861
 def load_aesthetic_head(path) -> nn.Linear:
     "The LAION aesthetic linear head (D → 1) from a local .pth state dict {weight: (1,D), bias: (1,)}; fails fast if absent or malformed."
     path = Path(path).expanduser()
@@ -162,6 +163,7 @@ def load_aesthetic_head(path) -> nn.Linear:
     head.load_state_dict({k: v.float() for k, v in sd.items()})
     return head.eval().requires_grad_(False)
 
+# %% ../nbs/11_metrics.ipynb #fcd7b1a1
 @torch.no_grad()
 def aesthetic_score(clip,                          # ClipEncoder whose embedding width matches the head (ViT-L/14: 768)
                     images: torch.Tensor,          # (N,3,H,W) images in [0,1]
@@ -173,6 +175,7 @@ def aesthetic_score(clip,                          # ClipEncoder whose embedding
     f = F.normalize(clip.encode_image(images, normalize=False).float(), dim=-1)
     return float(head.to(f.device)(f).mean())
 
+# %% ../nbs/11_metrics.ipynb #c430890f
 def aesthetic_from_config(cfg: Config,             # the profile: `data.aesthetic_head`, `data.aesthetic_clip`, `data.aesthetic_model`
                           images: torch.Tensor,    # (N,3,H,W) images in [0,1]
                           head_path=None,          # the LAION head .pth (default: `data.aesthetic_head`, else `aesthetic_head_path(cfg)`)

@@ -166,6 +166,7 @@ def portable_config(cfg: Config, clip_embedded: bool) -> dict:
         return Path(o).name if _is_abs(o) else o
     return strip(d)
 
+# %% ../nbs/08_model.ipynb #335a3a68
 def state_without_clip(self) -> dict:
     return {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith('clip.')}
 
@@ -192,6 +193,7 @@ def read_header(path) -> dict:
     with safe_open(str(path), 'pt') as f: m = f.metadata() or {}
     return json.loads(m['clast']) if 'clast' in m else {'format': 1}
 
+# %% ../nbs/08_model.ipynb #d36b820a
 class CheckpointError(ValueError):
     "A checkpoint this clast cannot use as it is; the one-line message says why and what to do."
 
@@ -249,6 +251,7 @@ def load(cls, path,
     model.conventions = dict(h.get('conventions') or OUR_CONVENTIONS)
     return model.to(device).eval()
 
+# %% ../nbs/08_model.ipynb #0c5137e1
 def load_weights(self, path,
                  skip: tuple = (),   # key prefixes left at their current values (e.g. ('transform.',) for another fusion block)
                 ) -> 'CLAST':

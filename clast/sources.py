@@ -59,6 +59,7 @@ def world_artists(world) -> list:
     if arts: return [getattr(a, 'name', a) for a in arts]
     return list(dict.fromkeys(r['artist'] for r in _world_meta(world)))
 
+# %% ../nbs/03a_sources.ipynb #add70ab2
 def world_paintings(world, split: str = 'train') -> tuple:
     "(list of uint8 (3,H,W) images, artist-index tensor) of the paintings in `split`."
     names = world_artists(world); idx = {n: i for i, n in enumerate(names)}
@@ -70,6 +71,7 @@ def world_photos(world, split: str = 'train') -> list:
     d = _world_root(world)/'photos'/split
     return [_read_image(p) for p in sorted(d.glob('*.png'))]
 
+# %% ../nbs/03a_sources.ipynb #20136d1d
 def world_hash(world) -> str:
     "Hash of the world's manifest (or of its metadata when there is no manifest): changes when the world changes."
     root = _world_root(world)
@@ -90,6 +92,7 @@ def _unknown(s: str) -> bool: return slug(s).startswith('unknown')
 
 def _u8(x: torch.Tensor) -> torch.Tensor: return x.mul(255).round().clamp(0, 255).to(torch.uint8)
 
+# %% ../nbs/03a_sources.ipynb #dbf513ee
 class WikiArtFolder:
     "WikiArt as an image folder `<root>/<artist-slug>/*.jpg`; `items`: (relative path, artist index), sorted."
     def __init__(self, root, artists=None):
@@ -105,6 +108,7 @@ class WikiArtFolder:
     def load(self, key) -> torch.Tensor: return load_image(self.root/key)
     def describe(self) -> str: return f'image folder {self.root}'
 
+# %% ../nbs/03a_sources.ipynb #ca923845
 class WikiArtParquet:
     "WikiArt in the `huggan/wikiart` layout (parquet shards, `image` + `artist` ClassLabel), read with `datasets`; `items`: (row, artist index)."
     def __init__(self, source, artists=None, cache_dir=None):
@@ -141,6 +145,7 @@ class WikiArtParquet:
         return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
     def describe(self) -> str: return f'parquet {self.source}'
 
+# %% ../nbs/03a_sources.ipynb #b43a6d68
 class PhotoFolderSet:
     "Photos (COCO train2017 or `data_prep/coco.py`'s output): every image under `root`, recursively; `items`: relative paths, sorted."
     def __init__(self, root):
@@ -289,6 +294,7 @@ class RealSource(DataSource):
     def summary(self) -> dict:
         return {**super().summary(), 'wikiart': self.painting_set.describe(), 'coco': self.photo_set.describe()}
 
+# %% ../nbs/03a_sources.ipynb #cfbf1a88
 def _root(cfg: Config, key: str) -> str:
     "`cfg.data.<key>` checked: a non-empty folder (or hub:NAME for WikiArt); `AssetError` naming the key and the data_prep command otherwise."
     v = getattr(cfg.data, key)
@@ -305,6 +311,7 @@ def _wikiart(cfg: Config, root: str):
     if root.startswith('hub:') or any(Path(root).rglob('*.parquet')): return WikiArtParquet(root, arts, cache_dir=cfg.data_dir/'cache'/'datasets')
     return WikiArtFolder(root, arts)
 
+# %% ../nbs/03a_sources.ipynb #e629cfa4
 _SOURCES = {}
 
 def source_from_config(cfg: Config) -> DataSource:
@@ -441,6 +448,7 @@ def vgg16_weights_path(cfg: Config = None) -> Path:
     if cfg is not None and cfg.data.judge_weights: return anchor(Path(cfg.data.judge_weights).expanduser())
     return Path(torch.hub.get_dir())/'checkpoints'/VGG16_FILE
 
+# %% ../nbs/03a_sources.ipynb #5e1b930b
 class RealJudge(nn.Module):
     "VGG-16 trunk + linear artist head on mean/max-pooled conv5 features; `predict(x in [0,1], any size)` → artist indices."
     def __init__(self, n_artists: int, names=(), size: int = 224):
@@ -463,6 +471,7 @@ class RealJudge(nn.Module):
         return torch.cat([self(self._fit(b.float().to(dev))).softmax(-1).cpu() for b in x.split(batch)])
     def predict(self, x): return self.predict_proba(x).argmax(-1)
 
+# %% ../nbs/03a_sources.ipynb #d4d90afa
 def load_vgg16_trunk(judge: RealJudge, path) -> RealJudge:
     "Load torchvision's ImageNet VGG-16 state dict (`features.*` keys) into the judge's trunk; `AssetError` (one line) if absent or not that layout."
     path = Path(path)

@@ -60,11 +60,13 @@ def _set_rng_state(st: dict):
     random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in st['random']))
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
+# %% ../nbs/10_train.ipynb #190dbec4
 def trainable_state(modules: dict) -> dict:
     "`{prefix.name: tensor}` of the parameters that require grad, for each `{prefix: module}`."
     return {f'{p}.{k}': v.detach().contiguous().cpu() for p, m in modules.items()
             for k, v in m.named_parameters() if v.requires_grad}
 
+# %% ../nbs/10_train.ipynb #350bfccb
 def save_checkpoint(ckpt_root, step: int, modules: dict, optimizer, scaler=None, keep: int = 2,
                     meta: dict = None,   # extra `meta.json` fields (the run's fingerprint, its world size)
                    ) -> Path:
@@ -91,6 +93,7 @@ def checkpoint_meta(path) -> dict:
     try: return json.loads((Path(path)/'meta.json').read_text())
     except (OSError, ValueError): return {}
 
+# %% ../nbs/10_train.ipynb #d24f1351
 def load_checkpoint(path, modules: dict, optimizer=None, scaler=None, restore_rng: bool = True) -> int:
     "Load a checkpoint folder into `modules` (and optimiser/scaler/RNG); return its step."
     path = Path(path)
@@ -133,6 +136,7 @@ def _broadcast(obj, ws: int):
 def _barrier(ws: int):
     if ws > 1: torch.distributed.barrier()
 
+# %% ../nbs/10_train.ipynb #6ca8e3d4
 def shard(x: torch.Tensor, rank: int, ws: int) -> torch.Tensor:
     "This rank's contiguous slice of a global batch `x` (its length must divide by `ws`); `x` itself in one process."
     if ws == 1: return x
@@ -147,6 +151,7 @@ def _mean_over_ranks(terms: dict, ws: int, device) -> dict:
     torch.distributed.all_reduce(v)
     return dict(zip(keys, (v / ws).unbind()))
 
+# %% ../nbs/10_train.ipynb #321703df
 def amp_context(device: torch.device, enabled: bool):
     "Autocast on CUDA when enabled (bf16 if supported, else fp16); a no-op context on CPU."
     if not (enabled and device.type == 'cuda'): return contextlib.nullcontext()
@@ -202,6 +207,7 @@ def run_dir(cfg: Config, stage: str) -> Path:
     "Where a stage's run lives: `cfg.runs_dir/'train'/stage`."
     return cfg.runs_dir/'train'/stage
 
+# %% ../nbs/10_train.ipynb #6f03aab7
 # options added after runs had been cached, with their defaults (read from the config classes): (section, ..., field) → default
 _ADDED_OPTIONS = {('train', 'stage', 'lr_schedule'): StageCfg.lr_schedule, ('vgg', 'world_steps'): VggCfg.world_steps,
                   ('loss', 'vgg'): LossCfg.vgg}
@@ -229,6 +235,7 @@ def _fingerprint(cfg: Config, stage: str, extra: str = '') -> str:
         if last in node and node[last] == default: node.pop(last)
     return cache_key(keep, extra=extra)
 
+# %% ../nbs/10_train.ipynb #7b28a345
 def _finished(run: Path, fp: str) -> bool:
     try: info = json.loads((run/'run.json').read_text())
     except (OSError, ValueError): return False
@@ -258,6 +265,7 @@ def resume_point(run: Path,            # the stage's run folder
     raise RunConflict(f"{run}: holds an unfinished run of another configuration (step {step}, fingerprint {ck_fp or 'unknown'}); "
                       f"start over with restart=True (clast train --restart) to discard it, or give this run its own paths.runs=DIR")
 
+# %% ../nbs/10_train.ipynb #6f6bc30a
 class _Step(nn.Module):
     "The trainable modules and one step's loss as one module: one DDP wrapper then averages every trainable gradient (the loss head's too)."
     def __init__(self, model: nn.Module, extra: dict, step_fn):
@@ -312,6 +320,7 @@ def _train_loop(cfg: Config, stage: str, model: nn.Module, extra: dict, step_fn,
     _barrier(ws)   # no rank goes on (to stage 2, say) before rank 0 has written the model
     return out
 
+# %% ../nbs/10_train.ipynb #6200d3f6
 @contextlib.contextmanager
 def _run_lock(run: Path, rank: int):
     "The run folder's `FileLock` (two launches cannot train one run); under torchrun only rank 0 holds it, for all ranks."
