@@ -236,7 +236,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'clast.fusion._Attention': ('fusion.html#_attention', 'clast/fusion.py'),
                               'clast.fusion._Attention.__init__': ('fusion.html#_attention.__init__', 'clast/fusion.py'),
                               'clast.fusion._Attention.heads': ('fusion.html#_attention.heads', 'clast/fusion.py'),
-                              'clast.fusion._modulate': ('fusion.html#_modulate', 'clast/fusion.py'),
                               'clast.fusion.multilevel_keys': ('fusion.html#multilevel_keys', 'clast/fusion.py'),
                               'clast.fusion.mvn': ('fusion.html#mvn', 'clast/fusion.py')},
             'clast.inference': { 'clast.inference.CliError': ('inference.html#clierror', 'clast/inference.py'),

@@ -57,11 +57,6 @@ class Mlp(nn.Module):
         super().__init__(); self.fc1, self.act, self.fc2 = nn.Linear(C, C), nn.GELU(approximate='tanh'), nn.Linear(C, C)
     def forward(self, x): return self.fc2(self.act(self.fc1(x)))
 
-def _modulate(norm: nn.LayerNorm, x, shift, scale):
-    "`norm(x) * (1 + scale) + shift` in one pass over x: for one sample as the layer norm's own affine, else one addcmul."
-    if x.shape[0] == 1: return F.layer_norm(x, norm.normalized_shape, (1 + scale).reshape(-1), shift.reshape(-1), norm.eps)
-    return torch.addcmul(shift, norm(x), 1 + scale)
-
 MIXERS = ('mamba', 'attn', 'linattn')
 VARIANTS = {'adaln_ssm': ('mamba', 'adaln'), 'mamba_adain': ('mamba', 'adain'), 'attn_adain': ('attn', 'adain'),
             'attn_adaln': ('attn', 'adaln'), 'linattn_adain': ('linattn', 'adain'), 'linattn_adaln': ('linattn', 'adaln')}
@@ -86,8 +81,8 @@ class FusionBlock(nn.Module):
         p = self.fs(cond)[:, None, :]
         if self.cond == 'adaln':
             sh1, sc1, g1, sh2, sc2, g2 = p.chunk(6, -1)
-            x = torch.addcmul(x, g1, self.attn(_modulate(self.norm1, x, sh1, sc1), (H, W)))
-            x = torch.addcmul(x, g2, self.mlp(_modulate(self.norm2, x, sh2, sc2)))
+            x = x + g1 * self.attn(self.norm1(x) * (1 + sc1) + sh1, (H, W))
+            x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
         else:
             sh, sc = p.chunk(2, -1)
             x = x + self.attn(self.norm1(x), (H, W)); x = x + self.mlp(self.norm2(x))
