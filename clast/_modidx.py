@@ -451,7 +451,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'clast.sources._need': ('sources.html#_need', 'clast/sources.py'),
                                'clast.sources._read_image': ('sources.html#_read_image', 'clast/sources.py'),
                                'clast.sources._root': ('sources.html#_root', 'clast/sources.py'),
-                               'clast.sources._u8': ('sources.html#_u8', 'clast/sources.py'),
                                'clast.sources._unknown': ('sources.html#_unknown', 'clast/sources.py'),
                                'clast.sources._wikiart': ('sources.html#_wikiart', 'clast/sources.py'),
                                'clast.sources._world_meta': ('sources.html#_world_meta', 'clast/sources.py'),

@@ -370,8 +370,6 @@ def train_mini_clip(world,                    # the world (`clast.toyworld.build
                        first_loss=losses[0] if losses else None, final_loss=float(np.mean(losses[-10:])) if losses else None)
 
 # %% ../nbs/04_clip.ipynb #a0104090
-_sha256 = sha256_file   # the name clast.model imports; drop it when 08_model imports clast.infra.sha256_file
-
 def mini_clip_dir(cfg: Config, which: str = 'clip') -> Path:
     "Cache folder of the mini model: `cfg.data_dir/models/mini_clip` or `.../mini_siglip`."
     return Path(cfg.data_dir)/'models'/('mini_clip' if which == 'clip' else 'mini_siglip')

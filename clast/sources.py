@@ -90,8 +90,6 @@ def artist_name(s: str) -> str:
 
 def _unknown(s: str) -> bool: return slug(s).startswith('unknown')
 
-def _u8(x: torch.Tensor) -> torch.Tensor: return x.mul(255).round().clamp(0, 255).to(torch.uint8)
-
 # %% ../nbs/03a_sources.ipynb #dbf513ee
 class WikiArtFolder:
     "WikiArt as an image folder `<root>/<artist-slug>/*.jpg`; `items`: (relative path, artist index), sorted."
