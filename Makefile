@@ -60,7 +60,7 @@ smoke: venv
 	$(PY) -m clast.chain --profile smoke
 
 bench: venv
-	$(PY) -m clast.bench --out figures/bench/cpu.json
+	THP_MEM_ALLOC_ENABLE=1 $(PY) -m clast.bench --out figures/bench/cpu.json   # huge pages from torch's first allocation (clast.infra.fast_cpu_memory)
 
 .PHONY: build-scan
 build-scan: venv

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, hashlib, os, re, shutil, subprocess, sys, tempfile, time, unicodedata, warnings
 from pathlib import Path
 from .config import get_config
+from .infra import fast_cpu_memory
 from .inference import (CliError, ItemError, one_line, MAX_PIXELS, OFFICIAL_ENV, read_image, load_model, resolve_device,   # the library under the command
                              build_style, stylize_image, stylize_video, trained_model_path, _complete)
 
@@ -293,6 +294,7 @@ def main(argv=None) -> int:
         elif extra: p.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
     if not getattr(a, 'command', None): p.print_help(sys.stderr); return 2
+    fast_cpu_memory()   # before torch is imported: huge pages and a kept heap for big tensors (clast.infra)
     try:
         with _quiet(not a.debug): return a.func(a)
     except CliError as e: _err(e); return 2

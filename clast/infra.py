@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'TRUE_VALUES', 'env_flag', 'offline', 'online', 'short_hash', 'cache_key', 'sha256_file', 'usual_mode',
-           'atomic_write', 'atomic_folder']
+__all__ = ['OFFLINE_VARS', 'TRUE_VALUES', 'THP_VAR', 'env_flag', 'offline', 'online', 'short_hash', 'cache_key', 'sha256_file',
+           'usual_mode', 'atomic_write', 'atomic_folder', 'kernel_thp', 'fast_cpu_memory', 'release_freed_memory']
 
 # %% ../nbs/00a_infra.ipynb #01a2a7f0
 OFFLINE_VARS = ('CLAST_OFFLINE', 'HF_HUB_OFFLINE')   # environment variables that switch the network off
@@ -91,3 +91,33 @@ def atomic_folder(dest):
         else: os.replace(tmp, dest)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00a_infra.ipynb #a8649e1f
+THP_VAR = 'THP_MEM_ALLOC_ENABLE'   # PyTorch's switch: CPU tensors of ≥ 2 MiB on transparent huge pages (read at its first allocation)
+
+def kernel_thp() -> str:
+    "The kernel's transparent-huge-page mode (`always`, `madvise`, `never`), or '' where it does not say."
+    try: return Path('/sys/kernel/mm/transparent_hugepage/enabled').read_text().split('[')[1].split(']')[0]
+    except (OSError, IndexError): return ''
+
+def fast_cpu_memory(huge_pages: bool = True,     # set `THP_VAR` unless set (effective only before torch's first allocation)
+                    keep_freed: bool = True,     # glibc: reuse freed blocks instead of unmapping them
+                    keep_below: int = 2**31 - 1, # bytes: blocks up to this size come from the kept heap
+                   ) -> dict:                    # {'huge_pages', 'kept_heap', 'kernel_thp'}: what is on
+    "Make big CPU tensors cheap to allocate (see above). `huge_pages` reports the variable and the kernel: torch honours it only if it was set before torch's first allocation."
+    import ctypes, sys
+    if huge_pages and 'torch' not in sys.modules: os.environ.setdefault(THP_VAR, '1')
+    kept = False
+    if keep_freed:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt          # glibc (and most Linux libcs); absent on macOS and Windows
+            M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+            kept = bool(mallopt(M_MMAP_THRESHOLD, int(keep_below))) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        except (AttributeError, OSError): pass
+    return dict(huge_pages=env_flag(THP_VAR) and kernel_thp() in ('always', 'madvise'), kept_heap=kept, kernel_thp=kernel_thp())
+
+def release_freed_memory() -> bool:
+    "Hand the freed blocks a kept heap holds back to the kernel (glibc's `malloc_trim`): before work that needs the machine's memory in another process. False where there is no glibc."
+    import ctypes
+    try: return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (AttributeError, OSError): return False
