@@ -114,7 +114,8 @@ def fast_cpu_memory(huge_pages: bool = True,     # set `THP_VAR` unless set (eff
             M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
             kept = bool(mallopt(M_MMAP_THRESHOLD, int(keep_below))) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
         except (AttributeError, OSError): pass
-    return dict(huge_pages=env_flag(THP_VAR) and kernel_thp() in ('always', 'madvise'), kept_heap=kept, kernel_thp=kernel_thp())
+    thp = kernel_thp()
+    return dict(huge_pages=env_flag(THP_VAR) and thp in ('always', 'madvise'), kept_heap=kept, kernel_thp=thp)
 
 def release_freed_memory() -> bool:
     "Hand the freed blocks a kept heap holds back to the kernel (glibc's `malloc_trim`): before work that needs the machine's memory in another process. False where there is no glibc."
