@@ -520,6 +520,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'clast.ssm.scan_build_problem': ('ssm.html#scan_build_problem', 'clast/ssm.py'),
                            'clast.ssm.scan_ext_dir': ('ssm.html#scan_ext_dir', 'clast/ssm.py'),
                            'clast.ssm.scan_orders': ('ssm.html#scan_orders', 'clast/ssm.py'),
+                           'clast.ssm.scan_simd': ('ssm.html#scan_simd', 'clast/ssm.py'),
                            'clast.ssm.selective_scan': ('ssm.html#selective_scan', 'clast/ssm.py')},
             'clast.standins': { 'clast.standins._painting': ('standins.html#_painting', 'clast/standins.py'),
                                 'clast.standins._photo': ('standins.html#_photo', 'clast/standins.py'),

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'BACKENDS', 'SCANS', 'scan_ext_dir', 'scan_build_present', 'scan_build_problem', 'build_scan',
+__all__ = ['log', 'BACKENDS', 'SCANS', 'scan_ext_dir', 'scan_build_present', 'scan_build_problem', 'build_scan', 'scan_simd',
            'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba', 'mamba_inputs', 'chunked_scan', 'main']
 
 # %% ../nbs/06_ssm.ipynb #5437caa8
@@ -215,9 +215,14 @@ def build_scan(verbose: bool = False,  # print the compiler's commands
         raise RuntimeError(f"building the compiled scan failed ({msg[:200]}); run `python -m clast.ssm --build --verbose` to see the compiler") from None
     secs = time.perf_counter() - t0
     _scan_loaded[:] = [str(d/f'{_SCAN_LIB}.so')]
-    (d/'ok.json').write_text(json.dumps(dict(build_s=round(secs, 1), torch=torch.__version__, cflags=_scan_cflags(),
+    (d/'ok.json').write_text(json.dumps(dict(build_s=round(secs, 1), torch=torch.__version__, cflags=_scan_cflags(), simd=torch.ops.clast_scan.simd(),
                                              built=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))))
     return secs
+
+def scan_simd():
+    "The vector width the compiled scan runs float32 with ('avx512 (16 float lanes)', 'avx2+fma (8 float lanes)', 'portable ...'), or None when it is not built."
+    ext = _load_scan(build_if_opted_in=False)
+    return None if ext is None else ext.simd()
 
 def _load_scan(build_if_opted_in: bool = True):
     "torch.ops.clast_scan when built (loaded once), building it first if `CLAST_BUILD_SCAN=1`; else None."
@@ -528,7 +533,7 @@ def main(argv=None):
     with torch.no_grad():
         err = (selective_scan(**x, delta_softplus=True, backend='cpp') - selective_scan(**x, delta_softplus=True, backend='torch')).abs().max().item()
     if not err < 1e-4: print(f"error: the compiled scan differs from the torch scan by {err:.3g}", file=sys.stderr); return 1
-    print(f"compiled scan {'built in %.1f s' % secs if secs else 'already built'}: {scan_ext_dir()} (max |cpp - torch| = {err:.1e}); "
+    print(f"compiled scan {'built in %.1f s' % secs if secs else 'already built'}: {scan_ext_dir()}, {scan_simd()} (max |cpp - torch| = {err:.1e}); "
           "backend='auto' now runs it on CPU")
     return 0
 

@@ -4,7 +4,7 @@
 //
 // Layout: token-major. u, delta, y, gy: (b, L, d) contiguous; At = A^T: (n, d) contiguous; B, C: (b, L, n) and the
 // gate z: (b, L, d) with unit stride over their last dimension (any batch / token strides, e.g. views of a projection). The scan is sequential over L; the lanes of one SIMD vector are
-// W consecutive channels (so the loads of u, delta, A and the stores of y are contiguous and y needs no horizontal
+// W consecutive channels (16 with AVX-512, 8 with AVX2 + FMA, otherwise a portable loop) (so the loads of u, delta, A and the stores of y are contiguous and y needs no horizontal
 // sum); at::parallel_for runs (batch x channel blocks) in parallel. The backward is the reverse-time recurrence of
 // the adjoint G_t = g_t C_t + exp(delta_{t+1} A) G_{t+1}; the states it needs are recomputed chunk by chunk (K
 // tokens) from checkpoints the forward saved every K tokens, so nothing of size L x d x n is ever stored.
@@ -19,11 +19,15 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define CLAST_AVX2 1
+#if defined(__AVX512F__)
+#define CLAST_AVX512 1
+#endif
 #endif
 
 namespace {
@@ -124,6 +128,76 @@ struct VecF8 {
 };
 #endif
 
+#ifdef CLAST_AVX512
+// 16 float lanes in one AVX-512 register (AVX512F only): the same operations, in the same order, as VecF8.
+struct VecF16 {
+  using scalar = float;
+  static constexpr int size = 16;
+  __m512 v;
+  VecF16() = default;
+  VecF16(__m512 x) : v(x) {}
+  static VecF16 zero() { return _mm512_setzero_ps(); }
+  static VecF16 set1(float x) { return _mm512_set1_ps(x); }
+  static VecF16 load(const float* p) { return _mm512_loadu_ps(p); }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  friend VecF16 operator+(const VecF16& a, const VecF16& b) { return _mm512_add_ps(a.v, b.v); }
+  friend VecF16 operator*(const VecF16& a, const VecF16& b) { return _mm512_mul_ps(a.v, b.v); }
+  static VecF16 fma(const VecF16& a, const VecF16& b, const VecF16& c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+  friend VecF16 operator-(const VecF16& a, const VecF16& b) { return _mm512_sub_ps(a.v, b.v); }
+  VecF16 exp_decay() const { return exp_(-80.f); }
+  VecF16 exp_(float lo) const {
+    __m512 x = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(88.3762626647949f));
+    __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
+    y = _mm512_fmadd_ps(y, z, _mm512_add_ps(x, _mm512_set1_ps(1.f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+  }
+  VecF16 log_() const {   // Cephes' logf, for positive normal inputs (bit operations on integers: AVX512F has no float and/or)
+    __m512 x = _mm512_max_ps(v, _mm512_set1_ps(1.17549435e-38f));
+    __m512i xi = _mm512_castps_si512(x), emm0 = _mm512_srli_epi32(xi, 23);
+    x = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(xi, _mm512_set1_epi32(~0x7f800000)), _mm512_castps_si512(_mm512_set1_ps(0.5f))));
+    __m512 e = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(emm0, _mm512_set1_epi32(0x7f))), _mm512_set1_ps(1.f));
+    __mmask16 mask = _mm512_cmp_ps_mask(x, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OS);
+    __m512 tmp = _mm512_maskz_mov_ps(mask, x);
+    x = _mm512_sub_ps(x, _mm512_set1_ps(1.f));
+    e = _mm512_sub_ps(e, _mm512_maskz_mov_ps(mask, _mm512_set1_ps(1.f)));
+    x = _mm512_add_ps(x, tmp);
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
+    for (float c : {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
+                    2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f}) y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(c));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, x), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(x, y));
+  }
+  VecF16 softplus() const {
+    __m512 a = _mm512_abs_ps(v);
+    __m512 e = VecF16(_mm512_sub_ps(_mm512_setzero_ps(), a)).exp_(-87.f).v, u = _mm512_add_ps(e, _mm512_set1_ps(1.f));
+    __m512 corr = _mm512_div_ps(_mm512_sub_ps(_mm512_sub_ps(u, _mm512_set1_ps(1.f)), e), u);
+    __m512 r = _mm512_add_ps(_mm512_sub_ps(VecF16(u).log_().v, corr), _mm512_max_ps(v, _mm512_setzero_ps()));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(20.f), _CMP_GT_OS), r, v);
+  }
+  VecF16 sigmoid() const {
+    __m512 e = VecF16(_mm512_sub_ps(_mm512_setzero_ps(), v)).exp_(-87.f).v;
+    return _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_add_ps(_mm512_set1_ps(1.f), e));
+  }
+  VecF8 halves() const {   // lanes i and i + 8 added: 8 lanes with the same sum
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  }
+  float sum() const { return halves().sum(); }
+};
+#endif
+
 // out[i] += (lane sum of vs[i]) for i < count.
 template <class V> inline void add_lane_sums(const V* vs, int64_t count, typename V::scalar* out) {
   for (int64_t i = 0; i < count; ++i) out[i] += vs[i].sum();
@@ -139,6 +213,16 @@ template <> inline void add_lane_sums<VecF8>(const VecF8* vs, int64_t count, flo
     _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), s));
   }
   for (; i < count; ++i) out[i] += vs[i].sum();
+}
+#endif
+#ifdef CLAST_AVX512
+template <> inline void add_lane_sums<VecF16>(const VecF16* vs, int64_t count, float* out) {
+  VecF8 h[8];
+  for (int64_t i = 0; i < count; i += 8) {
+    const int64_t m = std::min<int64_t>(8, count - i);
+    for (int64_t j = 0; j < m; ++j) h[j] = vs[i + j].halves();
+    add_lane_sums(h, m, out + i);
+  }
 }
 #endif
 
@@ -247,8 +331,14 @@ template <class V, typename T> void bwd_block(const Args<T>& p, int64_t bi, int6
   if (p.D) gD.store(p.gD + bi * D + c0);
 }
 
+template <typename T> struct Tail { using type = VecN<T, 1>; };   // the channels after the last full block
+#ifdef CLAST_AVX512
+template <> struct Tail<float> { using type = VecF8; };            // 8 at a time while they last, then one by one
+#endif
 template <typename T> struct Lanes { using type = VecN<T, 4>; };
-#ifdef CLAST_AVX2
+#if defined(CLAST_AVX512)
+template <> struct Lanes<float> { using type = VecF16; };
+#elif defined(CLAST_AVX2)
 template <> struct Lanes<float> { using type = VecF8; };
 #else
 template <> struct Lanes<float> { using type = VecN<float, 8>; };
@@ -310,8 +400,11 @@ template <typename T> void fwd_impl(Args<T>& p) {
   constexpr int W = V::size;
   for_blocks(p.b, p.d, W, [&](int64_t bi, int64_t c0) {
     FlushDenormals ftz(std::is_same<T, float>::value);
-    if (c0 + W <= p.d) fwd_block<V>(p, bi, c0);
-    else for (int64_t c = c0; c < p.d; ++c) fwd_block<VecN<T, 1>>(p, bi, c);
+    if (c0 + W <= p.d) { fwd_block<V>(p, bi, c0); return; }
+    using H = typename Tail<T>::type;
+    int64_t c = c0;
+    for (; c + H::size <= p.d; c += H::size) fwd_block<H>(p, bi, c);
+    for (; c < p.d; ++c) fwd_block<VecN<T, 1>>(p, bi, c);
   });
 }
 
@@ -323,6 +416,8 @@ template <typename T> void bwd_impl(Args<T>& p, T* gB, T* gC, int64_t groups) {
   at::parallel_for(0, p.b * G, 1, [&](int64_t lo, int64_t hi) {
     FlushDenormals ftz(std::is_same<T, float>::value);
     std::vector<V> bufA, bufH, bufT;
+    using H = typename Tail<T>::type;
+    std::vector<H> bufAh, bufHh, bufTh;
     std::vector<V1> bufA1, bufH1, bufT1;
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t bi = i / G, g = i % G;
@@ -331,7 +426,11 @@ template <typename T> void bwd_impl(Args<T>& p, T* gB, T* gC, int64_t groups) {
       for (int64_t j = g * nb / G; j < (g + 1) * nb / G; ++j) {
         const int64_t c0 = j * W;
         if (c0 + W <= p.d) bwd_block<V>(p, bi, c0, gBi, gCi, bufA, bufH, bufT);
-        else for (int64_t c = c0; c < p.d; ++c) bwd_block<V1>(p, bi, c, gBi, gCi, bufA1, bufH1, bufT1);
+        else {
+          int64_t c = c0;
+          for (; c + H::size <= p.d; c += H::size) bwd_block<H>(p, bi, c, gBi, gCi, bufAh, bufHh, bufTh);
+          for (; c < p.d; ++c) bwd_block<V1>(p, bi, c, gBi, gCi, bufA1, bufH1, bufT1);
+        }
       }
     }
   });
@@ -385,9 +484,21 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& dt, cons
   return {gu, gdt, gA, gB, gC, gD, gz};
 }
 
+// The vector width this build runs float32 with (what -march=native found).
+std::string simd() {
+#if defined(CLAST_AVX512)
+  return "avx512 (16 float lanes)";
+#elif defined(CLAST_AVX2)
+  return "avx2+fma (8 float lanes)";
+#else
+  return "portable (no SIMD intrinsics)";
+#endif
+}
+
 }  // namespace
 
 TORCH_LIBRARY(clast_scan, m) {
+  m.def("simd() -> str", &simd);
   m.def("fwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
         "bool save, int chunk) -> Tensor[]", &scan_fwd);
   m.def("bwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
