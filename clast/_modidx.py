@@ -495,6 +495,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'clast.ssm._SelectiveScanFn.forward': ('ssm.html#_selectivescanfn.forward', 'clast/ssm.py'),
                            'clast.ssm._block_len': ('ssm.html#_block_len', 'clast/ssm.py'),
                            'clast.ssm._check_shapes': ('ssm.html#_check_shapes', 'clast/ssm.py'),
+                           'clast.ssm._compiled_inference': ('ssm.html#_compiled_inference', 'clast/ssm.py'),
                            'clast.ssm._compute_dtype': ('ssm.html#_compute_dtype', 'clast/ssm.py'),
                            'clast.ssm._cpp_extension': ('ssm.html#_cpp_extension', 'clast/ssm.py'),
                            'clast.ssm._cpp_ready': ('ssm.html#_cpp_ready', 'clast/ssm.py'),

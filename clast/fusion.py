@@ -5,22 +5,26 @@
 # %% ../nbs/07_fusion.ipynb #f9c8d811
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .ssm import Mamba
+from .ssm import Mamba, _compiled_inference, _load_scan
 
 # %% auto #0
 __all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'LinearAttention', 'Mlp', 'FusionBlock', 'Transform']
 
 # %% ../nbs/07_fusion.ipynb #2785eca1
-def mvn(x, eps: float = 1e-5):
-    "Per-sample, per-channel normalisation over space (unbiased variance, eps added to the variance)."
-    B, C = x.shape[:2]; f = x.reshape(B, C, -1)
+def mvn(x, eps: float = 1e-5, backend: str = 'torch'):
+    "Per-sample, per-channel normalisation over space (unbiased variance, eps added to the variance); `backend` as the scan's."
+    B, C = x.shape[:2]
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and _compiled_inference(backend, x):   # one kernel, 5x faster
+        H, W = x.shape[-2:]
+        return _load_scan().mvn_cl(x.permute(0, 2, 3, 1).reshape(B, H * W, C), eps).view(B, H, W, C).permute(0, 3, 1, 2)
+    f = x.reshape(B, C, -1)
     return ((f - f.mean(-1, keepdim=True)) / (f.var(-1, keepdim=True, unbiased=True) + eps).sqrt()).reshape_as(x)
 
-def multilevel_keys(feats):
+def multilevel_keys(feats, backend: str = 'torch'):
     "[F0, F1, F2] → [K0, K1, K2]: each level concatenates mvn of the shallower maps (nearest-resized) and its own."
     keys = []
     for k, f in enumerate(feats):
-        parts = [mvn(F.interpolate(g, size=f.shape[-2:], mode='nearest')) for g in feats[:k]] + [mvn(f)]
+        parts = [mvn(F.interpolate(g, size=f.shape[-2:], mode='nearest'), backend=backend) for g in feats[:k]] + [mvn(f, backend=backend)]
         if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():   # keep the layout (cat would give NCHW)
             keys.append(torch.cat([p.permute(0, 2, 3, 1) for p in parts], -1).permute(0, 3, 1, 2))
         else: keys.append(torch.cat(parts, 1))
@@ -79,7 +83,11 @@ class FusionBlock(nn.Module):
         B, C, H, W = key.shape
         x = key.flatten(2).transpose(1, 2)                      # (B, L, C), raster order (no copy when key is channels-last)
         p = self.fs(cond)[:, None, :]
-        if self.cond == 'adaln':
+        if self.cond == 'adaln' and B == 1 and not torch.is_grad_enabled():   # inference: the modulation inside layer_norm, fused residuals
+            sh1, sc1, g1, sh2, sc2, g2 = p[0, 0].chunk(6, -1)
+            x = torch.addcmul(x, g1, self.attn(F.layer_norm(x, (C,), 1 + sc1, sh1, 1e-6), (H, W)))
+            x = x.addcmul_(g2, self.mlp(F.layer_norm(x, (C,), 1 + sc2, sh2, 1e-6)))
+        elif self.cond == 'adaln':
             sh1, sc1, g1, sh2, sc2, g2 = p.chunk(6, -1)
             x = x + g1 * self.attn(self.norm1(x) * (1 + sc1) + sh1, (H, W))
             x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
@@ -98,7 +106,7 @@ class Transform(nn.Module):
         super().__init__()
         for k in range(3):
             setattr(self, f'sanet{k}', FusionBlock(sum(in_planes[:k + 1]), in_planes[k], cond_dim, kind, d_state, d_conv, expand, scan, backend))
-        self.kind = kind
+        self.kind, self.backend = kind, backend
     def forward(self, cond, feats):
         if cond.dim() == 3: cond = cond.squeeze(1)
-        return [getattr(self, f'sanet{k}')(key, cond) for k, key in enumerate(multilevel_keys(feats))]
+        return [getattr(self, f'sanet{k}')(key, cond) for k, key in enumerate(multilevel_keys(feats, self.backend))]

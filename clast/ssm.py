@@ -219,6 +219,11 @@ def build_scan(verbose: bool = False,  # print the compiler's commands
                                              built=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))))
     return secs
 
+def _compiled_inference(backend: str, x: torch.Tensor) -> bool:
+    "Whether the compiled kernels may take an inference step on `x`: float32 CPU, no autograd, and `backend` resolving to 'cpp'."
+    return (not torch.is_grad_enabled() and x.dtype == torch.float32 and x.device.type == 'cpu'
+            and resolve_backend(backend, x.device) == 'cpp')
+
 def scan_simd():
     "The vector width the compiled scan runs float32 with ('avx512 (16 float lanes)', 'avx2+fma (8 float lanes)', 'portable ...'), or None when it is not built."
     ext = _load_scan(build_if_opted_in=False)
@@ -415,6 +420,8 @@ class Mamba(nn.Module):
 
     def _conv(self, xs):
         "Causal depthwise conv + SiLU on token-major xs (b, L, d_inner): `conv1d(xs.mT)[..., :L].mT` without transposing copies."
+        if _compiled_inference(self.backend, xs):   # one pass instead of K + 2
+            return _load_scan().conv_silu(xs, self.conv1d.weight[:, 0].t().contiguous(), self.conv1d.bias)
         K, L = self.d_conv, xs.shape[1]
         w = self.conv1d.weight[:, 0].t()                                  # (K, d_inner)
         xp = F.pad(xs, (0, 0, K - 1, 0))                                  # K-1 zeros before the first token

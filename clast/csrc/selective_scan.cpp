@@ -484,6 +484,101 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& dt, cons
   return {gu, gdt, gA, gB, gC, gD, gz};
 }
 
+// ---- Inference kernels of the rest of the adaLN-SSM block (float32; no autograd: clast calls them under no_grad) ----
+
+// Mamba's causal depthwise conv + SiLU on token-major x (b, L, d) (unit stride over d, any token / batch stride, e.g. a
+// chunk of in_proj's output): y_t = silu(bias + sum_k w_k x_{t-K+1+k}), zeros before the first token. wt = weight^T (K, d).
+// One pass instead of PyTorch's pad + K multiply-adds + SiLU (K + 2 passes over b x L x d).
+template <class V> void conv_block(const float* x, int64_t sl, const float* wt, const float* bias, int64_t K, int64_t d,
+                                   int64_t t0, int64_t t1, int64_t c0, float* y) {
+  std::vector<V> w(K);
+  for (int64_t k = 0; k < K; ++k) w[k] = V::load(wt + k * d + c0);
+  const V b = bias ? V::load(bias + c0) : V::zero();
+  for (int64_t t = t0; t < t1; ++t) {
+    V acc = V::fma(V::load(x + t * sl + c0), w[K - 1], b);
+    for (int64_t k = 0; k < K - 1; ++k) {
+      const int64_t s = t - K + 1 + k;
+      if (s >= 0) acc = V::fma(V::load(x + s * sl + c0), w[k], acc);
+    }
+    (acc * acc.sigmoid()).store(y + t * d + c0);
+  }
+}
+
+at::Tensor conv_silu(const at::Tensor& x, const at::Tensor& wt, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.stride(2) == 1,
+              "clast_scan.conv_silu: x must be a float32 CPU (b, L, d) tensor with unit stride over d");
+  const int64_t b = x.size(0), L = x.size(1), d = x.size(2), K = wt.size(0);
+  TORCH_CHECK(wt.dim() == 2 && wt.size(1) == d && wt.is_contiguous() && wt.scalar_type() == at::kFloat, "clast_scan.conv_silu: wt must be contiguous (K, d) float32");
+  if (bias.has_value()) TORCH_CHECK(bias->dim() == 1 && bias->size(0) == d && bias->is_contiguous() && bias->scalar_type() == at::kFloat,
+                                    "clast_scan.conv_silu: bias must be contiguous (d,) float32");
+  at::Tensor y = at::empty({b, L, d}, x.options());
+  using V = Lanes<float>::type;
+  using H = Tail<float>::type;
+  const int64_t TB = 256, nt = (L + TB - 1) / TB;   // token blocks: the work items
+  const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  at::parallel_for(0, b * nt, 1, [&](int64_t lo, int64_t hi) {
+    FlushDenormals ftz(true);
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t bi = i / nt, t0 = (i % nt) * TB, t1 = std::min(L, t0 + TB);
+      const float* xb = x.data_ptr<float>() + bi * x.stride(0);
+      float* yb = y.data_ptr<float>() + bi * L * d;
+      int64_t c = 0;
+      for (; c + V::size <= d; c += V::size) conv_block<V>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
+      for (; c + H::size <= d; c += H::size) conv_block<H>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
+      for (; c < d; ++c) conv_block<VecN<float, 1>>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
+    }
+  });
+  return y;
+}
+
+// The fusion's mvn on a channels-last map seen as x (b, P, c) contiguous (P pixels): per sample and channel
+// (x - mean) / sqrt(var + eps), unbiased variance, two passes for the statistics. Sums run in float over blocks of
+// kRows pixels and in double across blocks (PyTorch's var is as accurate; a plain float sum over 16k pixels is not).
+constexpr int64_t kRows = 16;
+template <class V> void mvn_block(const float* x, int64_t P, int64_t C, int64_t c0, double eps, float* y) {
+  constexpr int W = V::size;
+  double mean[W] = {}, m2[W] = {};
+  float part[W];
+  for (int64_t r0 = 0; r0 < P; r0 += kRows) {
+    V s = V::zero();
+    for (int64_t r = r0; r < std::min(P, r0 + kRows); ++r) s = s + V::load(x + r * C + c0);
+    s.store(part);
+    for (int j = 0; j < W; ++j) mean[j] += part[j];
+  }
+  float mf[W];
+  for (int j = 0; j < W; ++j) { mean[j] /= double(P); mf[j] = float(mean[j]); }
+  const V mv = V::load(mf);
+  for (int64_t r0 = 0; r0 < P; r0 += kRows) {
+    V s = V::zero();
+    for (int64_t r = r0; r < std::min(P, r0 + kRows); ++r) { const V e = V::load(x + r * C + c0) - mv; s = V::fma(e, e, s); }
+    s.store(part);
+    for (int j = 0; j < W; ++j) m2[j] += part[j];
+  }
+  float rs[W];
+  for (int j = 0; j < W; ++j) rs[j] = float(1.0 / std::sqrt(m2[j] / double(std::max<int64_t>(1, P - 1)) + eps));
+  const V rv = V::load(rs);
+  for (int64_t r = 0; r < P; ++r) ((V::load(x + r * C + c0) - mv) * rv).store(y + r * C + c0);
+}
+
+at::Tensor mvn_cl(const at::Tensor& x, double eps) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.is_contiguous(),
+              "clast_scan.mvn_cl: x must be a contiguous float32 CPU (b, pixels, channels) tensor");
+  const int64_t b = x.size(0), P = x.size(1), C = x.size(2);
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  using V = Lanes<float>::type;
+  const int64_t nb = (C + V::size - 1) / V::size;
+  at::parallel_for(0, b * nb, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t bi = i / nb, c0 = (i % nb) * V::size;
+      const float* xb = x.data_ptr<float>() + bi * P * C;
+      float* yb = y.data_ptr<float>() + bi * P * C;
+      if (c0 + V::size <= C) { mvn_block<V>(xb, P, C, c0, eps, yb); continue; }
+      for (int64_t c = c0; c < C; ++c) mvn_block<VecN<float, 1>>(xb, P, C, c, eps, yb);
+    }
+  });
+  return y;
+}
+
 // The vector width this build runs float32 with (what -march=native found).
 std::string simd() {
 #if defined(CLAST_AVX512)
@@ -499,6 +594,8 @@ std::string simd() {
 
 TORCH_LIBRARY(clast_scan, m) {
   m.def("simd() -> str", &simd);
+  m.def("conv_silu(Tensor x, Tensor wt, Tensor? bias) -> Tensor", &conv_silu);
+  m.def("mvn_cl(Tensor x, float eps) -> Tensor", &mvn_cl);
   m.def("fwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
         "bool save, int chunk) -> Tensor[]", &scan_fwd);
   m.def("bwd(Tensor u, Tensor delta, Tensor At, Tensor B, Tensor C, Tensor? delta_bias, Tensor? D, Tensor? z, bool softplus, "
