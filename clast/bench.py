@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .config import get_config
 from .report import git_commit, markdown_table, save_json
 from .inference import InferenceOpts, prepare, FP32, FAST_CPU, cpu_bf16_native, cpu_candidates, auto_opts
-from .ssm import selective_scan, resolve_backend, scan_build_present, mamba_inputs, chunked_scan
+from .ssm import selective_scan, resolve_backend, scan_build_present, scan_simd, mamba_inputs, chunked_scan
 from .loop import fit
 from .infra import THP_VAR, fast_cpu_memory, release_freed_memory
 
@@ -494,8 +494,8 @@ def run_all(quick: bool = False, threads: int = 2, log=lambda s: print(s, flush=
     t_start = time.perf_counter()
     out = dict(device=device_string(), commit=git_commit(), threads=threads, quick=quick,
                load_avg_start=os.getloadavg(), scan_backend=resolve_backend(scan_backend, 'cpu'),
-               scan_backend_asked=scan_backend, scan_cpp_built=scan_build_present(), memory=fast_cpu_memory())
-    log(f"selective scan: backend={scan_backend!r} runs {out['scan_backend']!r} (compiled scan built: {out['scan_cpp_built']})")
+               scan_backend_asked=scan_backend, scan_cpp_built=scan_build_present(), scan_simd=scan_simd(), memory=fast_cpu_memory())
+    log(f"selective scan: backend={scan_backend!r} runs {out['scan_backend']!r} (compiled scan built: {out['scan_cpp_built']}, {out['scan_simd']})")
     phase = {}; lap = lambda name: phase.__setitem__(name, round(time.perf_counter() - t_start - sum(phase.values()), 1))
     out['cold_start'] = cs = bench_cold_start(64 if quick else 256, repeats=1)   # a cold start is one run by nature
     log(f"cold start: import torch {cs['import_torch_s']:.2f} s, open_clip {cs['import_open_clip_s']:.2f} s, clast.cli {cs['import_cli_s']:.2f} s, "

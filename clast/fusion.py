@@ -5,7 +5,7 @@
 # %% ../nbs/07_fusion.ipynb #f9c8d811
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .ssm import Mamba, _compiled_inference, _load_scan
+from .ssm import Mamba, compiled_kernels_for
 
 # %% auto #0
 __all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'LinearAttention', 'Mlp', 'FusionBlock', 'Transform']
@@ -14,9 +14,9 @@ __all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'Lin
 def mvn(x, eps: float = 1e-5, backend: str = 'torch'):
     "Per-sample, per-channel normalisation over space (unbiased variance, eps added to the variance); `backend` as the scan's."
     B, C = x.shape[:2]
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and _compiled_inference(backend, x):   # one kernel, 5x faster
-        H, W = x.shape[-2:]
-        return _load_scan().mvn_cl(x.permute(0, 2, 3, 1).reshape(B, H * W, C), eps).view(B, H, W, C).permute(0, 3, 1, 2)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and (ops := compiled_kernels_for(backend, x)) is not None:
+        H, W = x.shape[-2:]   # one kernel, 5x faster
+        return ops.mvn_cl(x.permute(0, 2, 3, 1).reshape(B, H * W, C), eps).view(B, H, W, C).permute(0, 3, 1, 2)
     f = x.reshape(B, C, -1)
     return ((f - f.mean(-1, keepdim=True)) / (f.var(-1, keepdim=True, unbiased=True) + eps).sqrt()).reshape_as(x)
 
