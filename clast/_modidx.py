@@ -514,6 +514,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'clast.ssm.build_scan': ('ssm.html#build_scan', 'clast/ssm.py'),
                            'clast.ssm.chunked_scan': ('ssm.html#chunked_scan', 'clast/ssm.py'),
                            'clast.ssm.compiled_kernels_for': ('ssm.html#compiled_kernels_for', 'clast/ssm.py'),
+                           'clast.ssm.kernel_out': ('ssm.html#kernel_out', 'clast/ssm.py'),
                            'clast.ssm.main': ('ssm.html#main', 'clast/ssm.py'),
                            'clast.ssm.mamba_inputs': ('ssm.html#mamba_inputs', 'clast/ssm.py'),
                            'clast.ssm.resolve_backend': ('ssm.html#resolve_backend', 'clast/ssm.py'),

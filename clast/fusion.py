@@ -5,7 +5,7 @@
 # %% ../nbs/07_fusion.ipynb #f9c8d811
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .ssm import Mamba, compiled_kernels_for
+from .ssm import Mamba, compiled_kernels_for, kernel_out
 
 # %% auto #0
 __all__ = ['MIXERS', 'VARIANTS', 'mvn', 'multilevel_keys', 'SelfAttention', 'LinearAttention', 'Mlp', 'FusionBlock', 'Transform']
@@ -16,7 +16,7 @@ def mvn(x, eps: float = 1e-5, backend: str = 'torch'):
     B, C = x.shape[:2]
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and (ops := compiled_kernels_for(backend, x)) is not None:
         H, W = x.shape[-2:]   # one kernel, 5x faster
-        return ops.mvn_cl(x.permute(0, 2, 3, 1).reshape(B, H * W, C), eps).view(B, H, W, C).permute(0, 3, 1, 2)
+        return kernel_out(ops.mvn_cl(x.permute(0, 2, 3, 1).reshape(B, H * W, C), eps), x).view(B, H, W, C).permute(0, 3, 1, 2)
     f = x.reshape(B, C, -1)
     return ((f - f.mean(-1, keepdim=True)) / (f.var(-1, keepdim=True, unbiased=True) + eps).sqrt()).reshape_as(x)
 
@@ -84,7 +84,7 @@ class FusionBlock(nn.Module):
         x = key.flatten(2).transpose(1, 2)                      # (B, L, C), raster order (no copy when key is channels-last)
         p = self.fs(cond)[:, None, :]
         if self.cond == 'adaln' and B == 1 and not torch.is_grad_enabled():   # inference: the modulation inside layer_norm, fused residuals
-            sh1, sc1, g1, sh2, sc2, g2 = p[0, 0].chunk(6, -1)
+            sh1, sc1, g1, sh2, sc2, g2 = p[0, 0].to(x.dtype).chunk(6, -1)   # layer_norm wants its affine in x's dtype (bf16 autocast)
             x = torch.addcmul(x, g1, self.attn(F.layer_norm(x, (C,), 1 + sc1, sh1, 1e-6), (H, W)))
             x = x.addcmul_(g2, self.mlp(F.layer_norm(x, (C,), 1 + sc2, sh2, 1e-6)))
         elif self.cond == 'adaln':

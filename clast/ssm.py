@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'BACKENDS', 'SCANS', 'scan_ext_dir', 'scan_build_present', 'scan_build_problem', 'build_scan',
-           'compiled_kernels_for', 'scan_simd', 'resolve_backend', 'selective_scan', 'scan_orders', 'Mamba',
-           'mamba_inputs', 'chunked_scan', 'main']
+           'compiled_kernels_for', 'kernel_out', 'scan_simd', 'resolve_backend', 'selective_scan', 'scan_orders',
+           'Mamba', 'mamba_inputs', 'chunked_scan', 'main']
 
 # %% ../nbs/06_ssm.ipynb #5437caa8
 def _compute_dtype(*ts) -> torch.dtype:
@@ -221,9 +221,14 @@ def build_scan(verbose: bool = False,  # print the compiler's commands
     return secs
 
 def compiled_kernels_for(backend: str, x: torch.Tensor):
-    "The compiled kernels (`torch.ops.clast_scan`) when they may take an inference step on `x` (float32 CPU, no autograd, `backend` resolving to 'cpp'), else None."
-    if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != 'cpu' or resolve_backend(backend, x.device) != 'cpp': return None
+    "The compiled kernels (`torch.ops.clast_scan`) when they may take an inference step on `x` (float32 or bfloat16 CPU, no autograd, `backend` resolving to 'cpp'), else None."
+    if (torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.bfloat16) or x.device.type != 'cpu'
+        or resolve_backend(backend, x.device) != 'cpp'): return None
     return _load_scan(build_if_opted_in=False)
+
+def kernel_out(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    "A compiled kernel's float32 result in `like`'s dtype, or kept float32 under CPU autocast (what the next op would cast it to)."
+    return y if torch.is_autocast_enabled('cpu') else y.to(like.dtype)
 
 def scan_simd():
     "The vector width the compiled scan runs float32 with ('avx512 (16 float lanes)', 'avx2+fma (8 float lanes)', 'portable ...'), or None when it is not built."
@@ -422,7 +427,8 @@ class Mamba(nn.Module):
     def _conv(self, xs):
         "Causal depthwise conv + SiLU on token-major xs (b, L, d_inner): `conv1d(xs.mT)[..., :L].mT` without transposing copies."
         if (ops := compiled_kernels_for(self.backend, xs)) is not None:   # one pass instead of K + 2
-            return ops.conv_silu(xs, self.conv1d.weight[:, 0].t().contiguous(), self.conv1d.bias)
+            b = self.conv1d.bias
+            return kernel_out(ops.conv_silu(xs, self.conv1d.weight[:, 0].t().float().contiguous(), None if b is None else b.float()), xs)
         K, L = self.d_conv, xs.shape[1]
         w = self.conv1d.weight[:, 0].t()                                  # (K, d_inner)
         xp = F.pad(xs, (0, 0, K - 1, 0))                                  # K-1 zeros before the first token

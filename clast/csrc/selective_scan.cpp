@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -32,6 +33,9 @@
 
 namespace {
 
+struct Bf16 { uint16_t bits; };   // a bfloat16 as stored (at::BFloat16's layout)
+inline float bf16_to_float(uint16_t b) { uint32_t u = uint32_t(b) << 16; float f; std::memcpy(&f, &u, sizeof f); return f; }
+
 template <typename T> constexpr T min_log_decay();
 template <> constexpr float min_log_decay<float>() { return -80.f; }
 template <> constexpr double min_log_decay<double>() { return -700.; }
@@ -44,6 +48,7 @@ template <typename T, int W> struct VecN {
   static VecN zero() { VecN r; for (int i = 0; i < W; ++i) r.v[i] = T(0); return r; }
   static VecN set1(T x) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = x; return r; }
   static VecN load(const T* p) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = p[i]; return r; }
+  static VecN load(const Bf16* p) { VecN r; for (int i = 0; i < W; ++i) r.v[i] = bf16_to_float(p[i].bits); return r; }   // float T only
   void store(T* p) const { for (int i = 0; i < W; ++i) p[i] = v[i]; }
   friend VecN operator+(VecN a, const VecN& b) { for (int i = 0; i < W; ++i) a.v[i] += b.v[i]; return a; }
   friend VecN operator*(VecN a, const VecN& b) { for (int i = 0; i < W; ++i) a.v[i] *= b.v[i]; return a; }
@@ -68,6 +73,9 @@ struct VecF8 {
   static VecF8 zero() { return _mm256_setzero_ps(); }
   static VecF8 set1(float x) { return _mm256_set1_ps(x); }
   static VecF8 load(const float* p) { return _mm256_loadu_ps(p); }
+  static VecF8 load(const Bf16* p) {   // bf16 is the top half of a float
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   friend VecF8 operator+(const VecF8& a, const VecF8& b) { return _mm256_add_ps(a.v, b.v); }
   friend VecF8 operator*(const VecF8& a, const VecF8& b) { return _mm256_mul_ps(a.v, b.v); }
@@ -139,6 +147,9 @@ struct VecF16 {
   static VecF16 zero() { return _mm512_setzero_ps(); }
   static VecF16 set1(float x) { return _mm512_set1_ps(x); }
   static VecF16 load(const float* p) { return _mm512_loadu_ps(p); }
+  static VecF16 load(const Bf16* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   friend VecF16 operator+(const VecF16& a, const VecF16& b) { return _mm512_add_ps(a.v, b.v); }
   friend VecF16 operator*(const VecF16& a, const VecF16& b) { return _mm512_mul_ps(a.v, b.v); }
@@ -486,10 +497,10 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& dt, cons
 
 // ---- Inference kernels of the rest of the adaLN-SSM block (float32; no autograd: clast calls them under no_grad) ----
 
-// Mamba's causal depthwise conv + SiLU on token-major x (b, L, d) (unit stride over d, any token / batch stride, e.g. a
+// Mamba's causal depthwise conv + SiLU on token-major x (b, L, d) (float32 or bfloat16; y is float32) (unit stride over d, any token / batch stride, e.g. a
 // chunk of in_proj's output): y_t = silu(bias + sum_k w_k x_{t-K+1+k}), zeros before the first token. wt = weight^T (K, d).
 // One pass instead of PyTorch's pad + K multiply-adds + SiLU (K + 2 passes over b x L x d).
-template <class V> void conv_block(const float* x, int64_t sl, const float* wt, const float* bias, int64_t K, int64_t d,
+template <class V, typename In> void conv_block(const In* x, int64_t sl, const float* wt, const float* bias, int64_t K, int64_t d,
                                    int64_t t0, int64_t t1, int64_t c0, float* y) {
   std::vector<V> w(K);
   for (int64_t k = 0; k < K; ++k) w[k] = V::load(wt + k * d + c0);
@@ -504,23 +515,17 @@ template <class V> void conv_block(const float* x, int64_t sl, const float* wt, 
   }
 }
 
-at::Tensor conv_silu(const at::Tensor& x, const at::Tensor& wt, const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.stride(2) == 1,
-              "clast_scan.conv_silu: x must be a float32 CPU (b, L, d) tensor with unit stride over d");
+template <typename In> void conv_silu_impl(const at::Tensor& x, const at::Tensor& wt, const float* bp, at::Tensor& y) {
   const int64_t b = x.size(0), L = x.size(1), d = x.size(2), K = wt.size(0);
-  TORCH_CHECK(wt.dim() == 2 && wt.size(1) == d && wt.is_contiguous() && wt.scalar_type() == at::kFloat, "clast_scan.conv_silu: wt must be contiguous (K, d) float32");
-  if (bias.has_value()) TORCH_CHECK(bias->dim() == 1 && bias->size(0) == d && bias->is_contiguous() && bias->scalar_type() == at::kFloat,
-                                    "clast_scan.conv_silu: bias must be contiguous (d,) float32");
-  at::Tensor y = at::empty({b, L, d}, x.options());
   using V = Lanes<float>::type;
   using H = Tail<float>::type;
   const int64_t TB = 256, nt = (L + TB - 1) / TB;   // token blocks: the work items
-  const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  const In* xp = reinterpret_cast<const In*>(x.data_ptr());
   at::parallel_for(0, b * nt, 1, [&](int64_t lo, int64_t hi) {
     FlushDenormals ftz(true);
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t bi = i / nt, t0 = (i % nt) * TB, t1 = std::min(L, t0 + TB);
-      const float* xb = x.data_ptr<float>() + bi * x.stride(0);
+      const In* xb = xp + bi * x.stride(0);
       float* yb = y.data_ptr<float>() + bi * L * d;
       int64_t c = 0;
       for (; c + V::size <= d; c += V::size) conv_block<V>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
@@ -528,14 +533,26 @@ at::Tensor conv_silu(const at::Tensor& x, const at::Tensor& wt, const std::optio
       for (; c < d; ++c) conv_block<VecN<float, 1>>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
     }
   });
+}
+
+at::Tensor conv_silu(const at::Tensor& x, const at::Tensor& wt, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.dim() == 3 && x.stride(2) == 1,
+              "clast_scan.conv_silu: x must be a float32 or bfloat16 CPU (b, L, d) tensor with unit stride over d");
+  const int64_t d = x.size(2);
+  TORCH_CHECK(wt.dim() == 2 && wt.size(1) == d && wt.is_contiguous() && wt.scalar_type() == at::kFloat, "clast_scan.conv_silu: wt must be contiguous (K, d) float32");
+  if (bias.has_value()) TORCH_CHECK(bias->dim() == 1 && bias->size(0) == d && bias->is_contiguous() && bias->scalar_type() == at::kFloat,
+                                    "clast_scan.conv_silu: bias must be contiguous (d,) float32");
+  at::Tensor y = at::empty({x.size(0), x.size(1), d}, x.options().dtype(at::kFloat));
+  const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  if (x.scalar_type() == at::kFloat) conv_silu_impl<float>(x, wt, bp, y); else conv_silu_impl<Bf16>(x, wt, bp, y);
   return y;
 }
 
-// The fusion's mvn on a channels-last map seen as x (b, P, c) contiguous (P pixels): per sample and channel
+// The fusion's mvn on a channels-last map seen as x (b, P, c) contiguous (P pixels; float32 or bfloat16, y float32): per sample and channel
 // (x - mean) / sqrt(var + eps), unbiased variance, two passes for the statistics. Sums run in float over blocks of
 // kRows pixels and in double across blocks (PyTorch's var is as accurate; a plain float sum over 16k pixels is not).
 constexpr int64_t kRows = 16;
-template <class V> void mvn_block(const float* x, int64_t P, int64_t C, int64_t c0, double eps, float* y) {
+template <class V, typename In> void mvn_block(const In* x, int64_t P, int64_t C, int64_t c0, double eps, float* y) {
   constexpr int W = V::size;
   double mean[W] = {}, m2[W] = {};
   float part[W];
@@ -560,22 +577,27 @@ template <class V> void mvn_block(const float* x, int64_t P, int64_t C, int64_t 
   for (int64_t r = 0; r < P; ++r) ((V::load(x + r * C + c0) - mv) * rv).store(y + r * C + c0);
 }
 
-at::Tensor mvn_cl(const at::Tensor& x, double eps) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.is_contiguous(),
-              "clast_scan.mvn_cl: x must be a contiguous float32 CPU (b, pixels, channels) tensor");
+template <typename In> void mvn_cl_impl(const at::Tensor& x, double eps, at::Tensor& y) {
   const int64_t b = x.size(0), P = x.size(1), C = x.size(2);
-  at::Tensor y = at::empty(x.sizes(), x.options());
   using V = Lanes<float>::type;
   const int64_t nb = (C + V::size - 1) / V::size;
+  const In* xp = reinterpret_cast<const In*>(x.data_ptr());
   at::parallel_for(0, b * nb, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t bi = i / nb, c0 = (i % nb) * V::size;
-      const float* xb = x.data_ptr<float>() + bi * P * C;
+      const In* xb = xp + bi * P * C;
       float* yb = y.data_ptr<float>() + bi * P * C;
       if (c0 + V::size <= C) { mvn_block<V>(xb, P, C, c0, eps, yb); continue; }
       for (int64_t c = c0; c < C; ++c) mvn_block<VecN<float, 1>>(xb, P, C, c, eps, yb);
     }
   });
+}
+
+at::Tensor mvn_cl(const at::Tensor& x, double eps) {
+  TORCH_CHECK(x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.dim() == 3 && x.is_contiguous(),
+              "clast_scan.mvn_cl: x must be a contiguous float32 or bfloat16 CPU (b, pixels, channels) tensor");
+  at::Tensor y = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  if (x.scalar_type() == at::kFloat) mvn_cl_impl<float>(x, eps, y); else mvn_cl_impl<Bf16>(x, eps, y);
   return y;
 }
 
