@@ -277,7 +277,8 @@ class _CppScanFn(torch.autograd.Function):
 def _scan_cpp(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     "`selective_scan` with the compiled scan; grouped B/C run it once per group."
     ct = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
-    f = lambda t, sl=slice(None): None if t is None else t.to(ct)[sl] if t.dim() == 1 else t.to(ct)[:, sl]
+    cast = lambda t: t.to(ct) if t.dim() == 1 else t.mT.to(ct).mT   # (b, ·, L): a cast token-major view stays token-major (one copy, not two)
+    f = lambda t, sl=slice(None): None if t is None else cast(t)[sl] if t.dim() == 1 else cast(t)[:, sl]
     if B.dim() == 3 and C.dim() == 3: y = _CppScanFn.apply(f(u), f(delta), A.to(ct), f(B), f(C), f(D), f(z), f(delta_bias), delta_softplus)
     else:  # grouped: channels [i*k, (i+1)*k) share B[:, i], C[:, i]
         g = (B if B.dim() == 4 else C).shape[1]; k = u.shape[1] // g
