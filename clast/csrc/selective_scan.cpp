@@ -63,8 +63,52 @@ template <typename T, int W> struct VecN {
 };
 
 #ifdef CLAST_AVX2
-// 8 float lanes in one AVX2 register; exp by Cephes' expf polynomial (about 1 ulp on the clamped range).
-struct VecF8 {
+// Cephes' expf / logf polynomials (about 1 ulp on the clamped range), written once for the SIMD types below; each
+// type supplies the handful of primitives they need (min, max, round, 2^n, the exponent split, masked selects).
+template <class V> V cephes_exp(const V& v, float lo) {
+  V x = V::min(V::max(v, V::set1(lo)), V::set1(88.3762626647949f));
+  const V fx = V::round(x * V::set1(1.44269504088896341f));
+  x = V::fnma(fx, V::set1(0.693359375f), x);
+  x = V::fnma(fx, V::set1(-2.12194440e-4f), x);
+  const V z = x * x;
+  V y = V::set1(1.9875691500E-4f);
+  for (float c : {1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f, 5.0000001201E-1f}) y = V::fma(y, x, V::set1(c));
+  y = V::fma(y, z, x + V::set1(1.f));
+  return y * V::pow2i(fx);
+}
+template <class V> V cephes_log(const V& v) {   // for positive normal inputs
+  V e, x = V::split_exponent(V::max(v, V::set1(1.17549435e-38f)), e);   // x in [0.5, 1), v = x 2^e
+  const V thr = V::set1(0.707106781186547524f), tmp = V::select_lt(x, thr, x), one = V::select_lt(x, thr, V::set1(1.f));
+  x = x - V::set1(1.f);
+  e = e - one;
+  x = x + tmp;
+  const V z = x * x;
+  V y = V::set1(7.0376836292E-2f);
+  for (float c : {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
+                  2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f}) y = V::fma(y, x, V::set1(c));
+  y = (y * x) * z;
+  y = V::fma(e, V::set1(-2.12194440e-4f), y);
+  y = V::fnma(z, V::set1(0.5f), y);
+  return V::fma(e, V::set1(0.693359375f), x + y);
+}
+template <class V> V cephes_softplus(const V& v) {   // max(x, 0) + log1p(exp(-|x|)), log1p(e) = log(1 + e) - ((1 + e) - 1 - e) / (1 + e); x above 20: x
+  const V e = cephes_exp(V::zero() - V::abs(v), -87.f), u = e + V::set1(1.f);
+  const V corr = V::div((u - V::set1(1.f)) - e, u);
+  return V::select_gt(v, V::set1(20.f), v, (cephes_log(u) - corr) + V::max(v, V::zero()));
+}
+template <class V> V cephes_sigmoid(const V& v) { return V::div(V::set1(1.f), V::set1(1.f) + cephes_exp(V::zero() - v, -87.f)); }
+
+// The members the scan and the kernels call, for a SIMD type S (CRTP).
+template <class S> struct CephesOps {
+  S exp_decay() const { return cephes_exp(self(), -80.f); }
+  S softplus() const { return cephes_softplus(self()); }
+  S sigmoid() const { return cephes_sigmoid(self()); }
+ private:
+  const S& self() const { return static_cast<const S&>(*this); }
+};
+
+// 8 float lanes in one AVX2 register.
+struct VecF8 : CephesOps<VecF8> {
   using scalar = float;
   static constexpr int size = 8;
   __m256 v;
@@ -79,54 +123,25 @@ struct VecF8 {
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   friend VecF8 operator+(const VecF8& a, const VecF8& b) { return _mm256_add_ps(a.v, b.v); }
   friend VecF8 operator*(const VecF8& a, const VecF8& b) { return _mm256_mul_ps(a.v, b.v); }
-  static VecF8 fma(const VecF8& a, const VecF8& b, const VecF8& c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
   friend VecF8 operator-(const VecF8& a, const VecF8& b) { return _mm256_sub_ps(a.v, b.v); }
-  VecF8 exp_decay() const { return exp_(-80.f); }
-  VecF8 exp_(float lo) const {
-    __m256 x = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(88.3762626647949f));
-    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-    y = _mm256_fmadd_ps(y, z, _mm256_add_ps(x, _mm256_set1_ps(1.f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  static VecF8 fma(const VecF8& a, const VecF8& b, const VecF8& c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+  static VecF8 fnma(const VecF8& a, const VecF8& b, const VecF8& c) { return _mm256_fnmadd_ps(a.v, b.v, c.v); }   // c - a b
+  static VecF8 div(const VecF8& a, const VecF8& b) { return _mm256_div_ps(a.v, b.v); }
+  static VecF8 min(const VecF8& a, const VecF8& b) { return _mm256_min_ps(a.v, b.v); }
+  static VecF8 max(const VecF8& a, const VecF8& b) { return _mm256_max_ps(a.v, b.v); }
+  static VecF8 abs(const VecF8& a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v); }
+  static VecF8 round(const VecF8& a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static VecF8 pow2i(const VecF8& n) {   // 2^n for integral n in the normal range
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23));
   }
-  VecF8 log_() const {   // Cephes' logf, for positive normal inputs
-    __m256 x = _mm256_max_ps(v, _mm256_set1_ps(1.17549435e-38f));
-    __m256i emm0 = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
-    x = _mm256_or_ps(_mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(~0x7f800000))), _mm256_set1_ps(0.5f));
-    __m256 e = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(emm0, _mm256_set1_epi32(0x7f))), _mm256_set1_ps(1.f));
-    __m256 mask = _mm256_cmp_ps(x, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OS);
-    __m256 tmp = _mm256_and_ps(x, mask);
-    x = _mm256_sub_ps(x, _mm256_set1_ps(1.f));
-    e = _mm256_sub_ps(e, _mm256_and_ps(_mm256_set1_ps(1.f), mask));
-    x = _mm256_add_ps(x, tmp);
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
-    for (float c : {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
-                    2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f}) y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(c));
-    y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
-    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
-    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
-    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(x, y));
+  static VecF8 split_exponent(const VecF8& x, VecF8& e) {
+    const __m256i emm0 = _mm256_srli_epi32(_mm256_castps_si256(x.v), 23);
+    e = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(emm0, _mm256_set1_epi32(0x7f))), _mm256_set1_ps(1.f));
+    return _mm256_or_ps(_mm256_and_ps(x.v, _mm256_castsi256_ps(_mm256_set1_epi32(~0x7f800000))), _mm256_set1_ps(0.5f));
   }
-  VecF8 softplus() const {   // max(x, 0) + log1p(exp(-|x|)), log1p(e) = log(1 + e) - ((1 + e) - 1 - e) / (1 + e); x above 20: x
-    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), v);
-    __m256 e = VecF8(_mm256_sub_ps(_mm256_setzero_ps(), a)).exp_(-87.f).v, u = _mm256_add_ps(e, _mm256_set1_ps(1.f));
-    __m256 corr = _mm256_div_ps(_mm256_sub_ps(_mm256_sub_ps(u, _mm256_set1_ps(1.f)), e), u);
-    __m256 r = _mm256_add_ps(_mm256_sub_ps(VecF8(u).log_().v, corr), _mm256_max_ps(v, _mm256_setzero_ps()));
-    return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.f), _CMP_GT_OS));
-  }
-  VecF8 sigmoid() const {
-    __m256 e = VecF8(_mm256_sub_ps(_mm256_setzero_ps(), v)).exp_(-87.f).v;
-    return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), e));
+  static VecF8 select_lt(const VecF8& x, const VecF8& t, const VecF8& a) { return _mm256_and_ps(a.v, _mm256_cmp_ps(x.v, t.v, _CMP_LT_OS)); }   // x < t ? a : 0
+  static VecF8 select_gt(const VecF8& x, const VecF8& t, const VecF8& a, const VecF8& b) {   // x > t ? a : b
+    return _mm256_blendv_ps(b.v, a.v, _mm256_cmp_ps(x.v, t.v, _CMP_GT_OS));
   }
   float sum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -137,8 +152,9 @@ struct VecF8 {
 #endif
 
 #ifdef CLAST_AVX512
-// 16 float lanes in one AVX-512 register (AVX512F only): the same operations, in the same order, as VecF8.
-struct VecF16 {
+// 16 float lanes in one AVX-512 register (AVX512F only; bit operations on integers, which AVX512F has for floats
+// only with AVX512DQ).
+struct VecF16 : CephesOps<VecF16> {
   using scalar = float;
   static constexpr int size = 16;
   __m512 v;
@@ -153,54 +169,25 @@ struct VecF16 {
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   friend VecF16 operator+(const VecF16& a, const VecF16& b) { return _mm512_add_ps(a.v, b.v); }
   friend VecF16 operator*(const VecF16& a, const VecF16& b) { return _mm512_mul_ps(a.v, b.v); }
-  static VecF16 fma(const VecF16& a, const VecF16& b, const VecF16& c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
   friend VecF16 operator-(const VecF16& a, const VecF16& b) { return _mm512_sub_ps(a.v, b.v); }
-  VecF16 exp_decay() const { return exp_(-80.f); }
-  VecF16 exp_(float lo) const {
-    __m512 x = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(88.3762626647949f));
-    __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 y = _mm512_set1_ps(1.9875691500E-4f);
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
-    y = _mm512_fmadd_ps(y, z, _mm512_add_ps(x, _mm512_set1_ps(1.f)));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+  static VecF16 fma(const VecF16& a, const VecF16& b, const VecF16& c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+  static VecF16 fnma(const VecF16& a, const VecF16& b, const VecF16& c) { return _mm512_fnmadd_ps(a.v, b.v, c.v); }
+  static VecF16 div(const VecF16& a, const VecF16& b) { return _mm512_div_ps(a.v, b.v); }
+  static VecF16 min(const VecF16& a, const VecF16& b) { return _mm512_min_ps(a.v, b.v); }
+  static VecF16 max(const VecF16& a, const VecF16& b) { return _mm512_max_ps(a.v, b.v); }
+  static VecF16 abs(const VecF16& a) { return _mm512_abs_ps(a.v); }
+  static VecF16 round(const VecF16& a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static VecF16 pow2i(const VecF16& n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23));
   }
-  VecF16 log_() const {   // Cephes' logf, for positive normal inputs (bit operations on integers: AVX512F has no float and/or)
-    __m512 x = _mm512_max_ps(v, _mm512_set1_ps(1.17549435e-38f));
-    __m512i xi = _mm512_castps_si512(x), emm0 = _mm512_srli_epi32(xi, 23);
-    x = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(xi, _mm512_set1_epi32(~0x7f800000)), _mm512_castps_si512(_mm512_set1_ps(0.5f))));
-    __m512 e = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(emm0, _mm512_set1_epi32(0x7f))), _mm512_set1_ps(1.f));
-    __mmask16 mask = _mm512_cmp_ps_mask(x, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OS);
-    __m512 tmp = _mm512_maskz_mov_ps(mask, x);
-    x = _mm512_sub_ps(x, _mm512_set1_ps(1.f));
-    e = _mm512_sub_ps(e, _mm512_maskz_mov_ps(mask, _mm512_set1_ps(1.f)));
-    x = _mm512_add_ps(x, tmp);
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
-    for (float c : {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
-                    2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f}) y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(c));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, x), z);
-    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
-    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
-    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(x, y));
+  static VecF16 split_exponent(const VecF16& x, VecF16& e) {
+    const __m512i xi = _mm512_castps_si512(x.v), emm0 = _mm512_srli_epi32(xi, 23);
+    e = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(emm0, _mm512_set1_epi32(0x7f))), _mm512_set1_ps(1.f));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(xi, _mm512_set1_epi32(~0x7f800000)), _mm512_castps_si512(_mm512_set1_ps(0.5f))));
   }
-  VecF16 softplus() const {
-    __m512 a = _mm512_abs_ps(v);
-    __m512 e = VecF16(_mm512_sub_ps(_mm512_setzero_ps(), a)).exp_(-87.f).v, u = _mm512_add_ps(e, _mm512_set1_ps(1.f));
-    __m512 corr = _mm512_div_ps(_mm512_sub_ps(_mm512_sub_ps(u, _mm512_set1_ps(1.f)), e), u);
-    __m512 r = _mm512_add_ps(_mm512_sub_ps(VecF16(u).log_().v, corr), _mm512_max_ps(v, _mm512_setzero_ps()));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(20.f), _CMP_GT_OS), r, v);
-  }
-  VecF16 sigmoid() const {
-    __m512 e = VecF16(_mm512_sub_ps(_mm512_setzero_ps(), v)).exp_(-87.f).v;
-    return _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_add_ps(_mm512_set1_ps(1.f), e));
+  static VecF16 select_lt(const VecF16& x, const VecF16& t, const VecF16& a) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, t.v, _CMP_LT_OS), a.v); }
+  static VecF16 select_gt(const VecF16& x, const VecF16& t, const VecF16& a, const VecF16& b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, t.v, _CMP_GT_OS), b.v, a.v);
   }
   VecF8 halves() const {   // lanes i and i + 8 added: 8 lanes with the same sum
     return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -588,7 +575,10 @@ template <typename In> void mvn_cl_impl(const at::Tensor& x, double eps, at::Ten
       const In* xb = xp + bi * P * C;
       float* yb = y.data_ptr<float>() + bi * P * C;
       if (c0 + V::size <= C) { mvn_block<V>(xb, P, C, c0, eps, yb); continue; }
-      for (int64_t c = c0; c < C; ++c) mvn_block<VecN<float, 1>>(xb, P, C, c, eps, yb);
+      using H = Tail<float>::type;
+      int64_t c = c0;
+      for (; c + H::size <= C; c += H::size) mvn_block<H>(xb, P, C, c, eps, yb);
+      for (; c < C; ++c) mvn_block<VecN<float, 1>>(xb, P, C, c, eps, yb);
     }
   });
 }
