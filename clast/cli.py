@@ -122,10 +122,8 @@ def run_stylize(a) -> int:
     say = lambda m: print(m, file=sys.stderr)
     model = load_model(a.checkpoint, a.profile, resolve_device(a.device), log=say, debug=say if a.debug else lambda m: None)
     conv = resolve_conventions(model, a.template, a.contrast, a.style_prep, a.quantize)
-    from clast.inference import auto_opts, cpu_bf16_native, prepare
+    from clast.inference import auto_opts, prepare
     opts = auto_opts(next(model.parameters()).device, bf16=a.bf16)   # the benchmark's candidate for this device (clast.inference)
-    if not a.bf16 and opts.device == 'cpu' and cpu_bf16_native():
-        say("clast: this CPU computes bf16 natively (AMX / AVX512-BF16): --bf16 may be several times faster (output ~36 dB from float32)")
     prepare(model, opts)
     a.post = dict(template=conv['template'], contrast=conv['contrast'], quantize=conv['quantize'], opts=opts)
     style, slug = build_style(a.style, a.style_image, a.mix, template=conv['template'], clip=getattr(model, 'clip', None),

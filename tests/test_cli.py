@@ -172,17 +172,6 @@ def test_non_ascii_prompt_works(tmp_path, capsys, ckpt):
     assert (tmp_path/'out'/'p_odon-marffy.png').exists()
 
 
-@pytest.mark.parametrize('native', [True, False])
-def test_bf16_hint_only_where_the_cpu_has_it(tmp_path, capsys, ckpt, monkeypatch, native):
-    import clast.inference
-    monkeypatch.setattr(clast.inference, 'cpu_bf16_native', lambda capability=None: native)
-    code, out, err = cli(capsys, ckpt, [rgb(tmp_path/'p.png')], tmp_path/'out')
-    assert code == 0, err
-    assert ('--bf16 may be several times faster' in err) == native   # float32 stays the default; the hint says what is there
-    code, out, err = cli(capsys, ckpt, [rgb(tmp_path/'p.png')], tmp_path/'out2', '--bf16')
-    assert code == 0 and '--bf16 may be' not in err, err
-
-
 def test_long_prompt_works_with_truncation_warning(tmp_path, capsys, ckpt):
     prompt = ' '.join(['swirling blue brush strokes'] * 30)   # ~120 tokens > 77
     code, out, err = cli(capsys, ckpt, [rgb(tmp_path/'p.png')], tmp_path/'out', style=('--style', prompt))
