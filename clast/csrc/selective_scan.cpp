@@ -38,9 +38,10 @@ struct Bf16 { uint16_t bits; };   // a bfloat16 as stored (at::BFloat16's layout
 inline float bf16_to_float(uint16_t b) { uint32_t u = uint32_t(b) << 16; float f; std::memcpy(&f, &u, sizeof f); return f; }
 
 // Lower bounds of the decays' base-2 logs, delta * A * log2(e): -80 / -700 in natural log, as the torch backend clamps.
+constexpr double kLog2e = 1.44269504088896341;
 template <typename T> constexpr T min_log2_decay();
-template <> constexpr float min_log2_decay<float>() { return -80.f * 1.44269504088896341f; }
-template <> constexpr double min_log2_decay<double>() { return -700. * 1.44269504088896341; }
+template <> constexpr float min_log2_decay<float>() { return -80.f * float(kLog2e); }
+template <> constexpr double min_log2_decay<double>() { return -700. * kLog2e; }
 
 // W lanes of T in plain arrays: the portable path (and the exact one for float64: std::exp per lane).
 template <typename T, int W> struct VecN {
@@ -69,7 +70,7 @@ template <typename T, int W> struct VecN {
 // type supplies the handful of primitives they need (min, max, round, 2^n, the exponent split, masked selects).
 template <class V> V cephes_exp(const V& v, float lo) {
   V x = V::min(V::max(v, V::set1(lo)), V::set1(88.3762626647949f));
-  const V fx = V::round(x * V::set1(1.44269504088896341f));
+  const V fx = V::round(x * V::set1(float(kLog2e)));
   x = V::fnma(fx, V::set1(0.693359375f), x);
   x = V::fnma(fx, V::set1(-2.12194440e-4f), x);
   const V z = x * x;
@@ -264,7 +265,7 @@ template <class V, typename T, int NS = 0> void fwd_block(const Args<T>& p, int6
   std::vector<V> hv(NS > 0 ? 0 : N), A2v(NS > 0 ? 0 : N);
   V* h = NS > 0 ? hs : hv.data();
   V* A2 = NS > 0 ? A2s : A2v.data();   // A log2(e): the decays are 2^(delta A2)
-  for (int64_t k = 0; k < N; ++k) { h[k] = V::zero(); A2[k] = V::load(p.At + k * D + c0) * V::set1(T(1.44269504088896341)); }
+  for (int64_t k = 0; k < N; ++k) { h[k] = V::zero(); A2[k] = V::load(p.At + k * D + c0) * V::set1(T(kLog2e)); }
   const V Dv = p.D ? V::load(p.D + c0) : V::zero();
   V dt = L > 0 ? step_size<V>(p, bi * L * D + c0, c0) : V::zero();
   for (int64_t t = 0; t < L; ++t) {
@@ -294,7 +295,7 @@ template <class V, typename T> void bwd_block(const Args<T>& p, int64_t bi, int6
                                               std::vector<V>& bufA, std::vector<V>& bufH, std::vector<V>& bufT) {
   const int64_t L = p.L, D = p.d, N = p.n, K = p.K;
   std::vector<V> A(N), A2(N), Gn(N, V::zero()), gA(N, V::zero()), h0(N), lB(N), lC(N);
-  for (int64_t k = 0; k < N; ++k) { A[k] = V::load(p.At + k * D + c0); A2[k] = A[k] * V::set1(T(1.44269504088896341)); }
+  for (int64_t k = 0; k < N; ++k) { A[k] = V::load(p.At + k * D + c0); A2[k] = A[k] * V::set1(T(kLog2e)); }
   const V Dv = p.D ? V::load(p.D + c0) : V::zero(), one = V::set1(T(1));
   V gD = V::zero();
   bufA.resize(K * N); bufH.resize(K * N); bufT.resize(2 * K);
@@ -354,6 +355,13 @@ template <typename T> struct Tail { using type = VecN<T, 1>; };   // the channel
 #ifdef CLAST_AVX512
 template <> struct Tail<float> { using type = VecF8; };            // 8 at a time while they last, then one by one
 #endif
+
+// Runs f(V{}, c) over the channels [c, d) after the last full block: Tail<T> blocks, then single channels (V{}: a type tag).
+template <typename T, class F> void each_tail_block(int64_t c, int64_t d, F f) {
+  using H = typename Tail<T>::type;
+  for (; c + H::size <= d; c += H::size) f(H{}, c);
+  for (; c < d; ++c) f(VecN<T, 1>{}, c);
+}
 template <typename T> struct Lanes { using type = VecN<T, 4>; };
 #if defined(CLAST_AVX512)
 template <> struct Lanes<float> { using type = VecF16; };
@@ -420,10 +428,7 @@ template <typename T> void fwd_impl(Args<T>& p) {
   for_blocks(p.b, p.d, W, [&](int64_t bi, int64_t c0) {
     FlushDenormals ftz(std::is_same<T, float>::value);
     if (c0 + W <= p.d) { if (p.n == 16) fwd_block<V, T, 16>(p, bi, c0); else fwd_block<V>(p, bi, c0); return; }
-    using H = typename Tail<T>::type;
-    int64_t c = c0;
-    for (; c + H::size <= p.d; c += H::size) fwd_block<H>(p, bi, c);
-    for (; c < p.d; ++c) fwd_block<VecN<T, 1>>(p, bi, c);
+    each_tail_block<T>(c0, p.d, [&](auto v, int64_t c) { fwd_block<decltype(v)>(p, bi, c); });
   });
 }
 
@@ -445,11 +450,11 @@ template <typename T> void bwd_impl(Args<T>& p, T* gB, T* gC, int64_t groups) {
       for (int64_t j = g * nb / G; j < (g + 1) * nb / G; ++j) {
         const int64_t c0 = j * W;
         if (c0 + W <= p.d) bwd_block<V>(p, bi, c0, gBi, gCi, bufA, bufH, bufT);
-        else {
-          int64_t c = c0;
-          for (; c + H::size <= p.d; c += H::size) bwd_block<H>(p, bi, c, gBi, gCi, bufAh, bufHh, bufTh);
-          for (; c < p.d; ++c) bwd_block<V1>(p, bi, c, gBi, gCi, bufA1, bufH1, bufT1);
-        }
+        else each_tail_block<T>(c0, p.d, [&](auto v, int64_t c) {
+          using U = decltype(v);
+          if constexpr (std::is_same<U, H>::value) bwd_block<U>(p, bi, c, gBi, gCi, bufAh, bufHh, bufTh);
+          else bwd_block<U>(p, bi, c, gBi, gCi, bufA1, bufH1, bufT1);
+        });
       }
     }
   });
@@ -526,7 +531,6 @@ template <class V, typename In> void conv_block(const In* x, int64_t sl, const f
 template <typename In> void conv_silu_impl(const at::Tensor& x, const at::Tensor& wt, const float* bp, at::Tensor& y) {
   const int64_t b = x.size(0), L = x.size(1), d = x.size(2), K = wt.size(0);
   using V = Lanes<float>::type;
-  using H = Tail<float>::type;
   const int64_t TB = 256, nt = (L + TB - 1) / TB;   // token blocks: the work items
   const In* xp = reinterpret_cast<const In*>(x.data_ptr());
   at::parallel_for(0, b * nt, 1, [&](int64_t lo, int64_t hi) {
@@ -537,8 +541,7 @@ template <typename In> void conv_silu_impl(const at::Tensor& x, const at::Tensor
       float* yb = y.data_ptr<float>() + bi * L * d;
       int64_t c = 0;
       for (; c + V::size <= d; c += V::size) conv_block<V>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
-      for (; c + H::size <= d; c += H::size) conv_block<H>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
-      for (; c < d; ++c) conv_block<VecN<float, 1>>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb);
+      each_tail_block<float>(c, d, [&](auto v, int64_t c) { conv_block<decltype(v)>(xb, x.stride(1), wt.data_ptr<float>(), bp, K, d, t0, t1, c, yb); });
     }
   });
 }
@@ -595,11 +598,8 @@ template <typename In> void mvn_cl_impl(const at::Tensor& x, double eps, at::Ten
       const int64_t bi = i / nb, c0 = (i % nb) * V::size;
       const In* xb = xp + bi * P * C;
       float* yb = y.data_ptr<float>() + bi * P * C;
-      if (c0 + V::size <= C) { mvn_block<V>(xb, P, C, c0, eps, yb); continue; }
-      using H = Tail<float>::type;
-      int64_t c = c0;
-      for (; c + H::size <= C; c += H::size) mvn_block<H>(xb, P, C, c, eps, yb);
-      for (; c < C; ++c) mvn_block<VecN<float, 1>>(xb, P, C, c, eps, yb);
+      if (c0 + V::size <= C) mvn_block<V>(xb, P, C, c0, eps, yb);
+      else each_tail_block<float>(c0, C, [&](auto v, int64_t c) { mvn_block<decltype(v)>(xb, P, C, c, eps, yb); });
     }
   });
 }
